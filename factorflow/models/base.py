@@ -1,0 +1,78 @@
+"""The one interface every factor model implements (ALS now; BPMF and Keras models later).
+
+A model is configured by a small validated config object, ``fit`` does the work
+and returns the model, and the fitted result leaves as :class:`FactorArrays` — the
+only thing the evaluator and the publisher need. Prediction for every model is
+
+    r̂_ij = w_iᵀ u_j + b_i + c_j + μ
+
+(spec §4), so one publishing path and one recommender serve every factor model.
+Iterative models also expose ``init``/``step`` so one shared loop can drive
+progress bars, learning curves and (for ALS) a Dask driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class FactorArrays:
+    """A fitted factor model: arrays in dense index space (see the snapshot's users/items tables).
+
+    Users/items with no training ratings have zero factors and zero bias, so their
+    prediction falls back to μ plus whichever bias is known.
+    """
+
+    user_factors: np.ndarray  # (n_users, K) float32
+    item_factors: np.ndarray  # (n_items, K) float32
+    user_bias: np.ndarray  # (n_users,) float32
+    item_bias: np.ndarray  # (n_items,) float32
+    global_mean: float
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. posterior std for BPMF
+
+    @property
+    def rank(self) -> int:
+        return int(self.user_factors.shape[1])
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_factors.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_factors.shape[0])
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """r̂ for each (users[k], items[k]) pair, unclipped, float64."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        dots = np.einsum(
+            "ij,ij->i",
+            self.user_factors[users].astype(np.float64),
+            self.item_factors[items].astype(np.float64),
+        )
+        return dots + self.user_bias[users] + self.item_bias[items] + self.global_mean
+
+
+@runtime_checkable
+class FactorModel(Protocol):
+    """What ALS, BPMF and the Keras models all provide."""
+
+    kind: ClassVar[str]  # "als", "bpmf", "keras-mf", ...
+
+    def fit(self, train: sp.csr_matrix, *, progress: Any = None) -> FactorModel:
+        """Fit on a users×items CSR of training ratings; returns self."""
+        ...
+
+    def factors(self) -> FactorArrays:
+        """The fitted arrays (raises if not fitted)."""
+        ...
+
+    def params(self) -> dict[str, Any]:
+        """Hyper-parameters as a JSON-able dict (goes into model.json)."""
+        ...

@@ -1,0 +1,101 @@
+"""Filesystem plumbing for the store: fsspec URLs, JSON files, atomic folders.
+
+A store is a root URL (a local path or any fsspec URL such as ``s3://bucket/ff``).
+Everything that is published (a dataset snapshot, a split, a partition set, a
+model version) is written into a temporary sibling folder and renamed into
+place last, so a reader never sees a half-written folder and a crash leaves
+only a ``.tmp-*`` folder that :func:`atomic_dir` cleans up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import fsspec
+from fsspec import AbstractFileSystem
+
+
+def open_store(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
+    """Return ``(filesystem, root path)`` for a store URL or local path (made absolute)."""
+    url = os.fspath(url)
+    fs, root = fsspec.core.url_to_fs(url)
+    if _is_local(fs):
+        root = os.path.abspath(root)
+    return fs, root.rstrip("/") or "/"
+
+
+def _is_local(fs: AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def join(*parts: str) -> str:
+    """Join path parts with ``/`` (fsspec paths are posix-style everywhere)."""
+    return posixpath.join(*parts)
+
+
+def write_json(fs: AbstractFileSystem, path: str, obj: Any) -> None:
+    """Write ``obj`` as pretty, key-sorted JSON."""
+    with fs.open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.write("\n")
+
+
+def read_json(fs: AbstractFileSystem, path: str) -> Any:
+    with fs.open(path, "r") as f:
+        return json.load(f)
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+@contextmanager
+def atomic_dir(fs: AbstractFileSystem, final_path: str) -> Iterator[str]:
+    """Yield a temporary folder beside ``final_path``; rename it into place on success.
+
+    On any exception the temporary folder is removed and ``final_path`` is untouched.
+    Raises ``FileExistsError`` if ``final_path`` appeared meanwhile (a concurrent writer
+    won): the caller decides whether that is fine (content-addressed) or an error.
+    """
+    parent, name = posixpath.split(final_path.rstrip("/"))
+    fs.makedirs(parent, exist_ok=True)
+    tmp = join(parent, f".tmp-{name}-{uuid.uuid4().hex[:12]}")
+    fs.makedirs(tmp, exist_ok=True)
+    try:
+        yield tmp
+        if fs.exists(final_path):
+            raise FileExistsError(final_path)
+        if _is_local(fs):
+            os.rename(tmp, final_path)  # atomic on POSIX
+        else:
+            fs.mv(tmp, final_path, recursive=True)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
+        raise
+
+
+def atomic_write_text(fs: AbstractFileSystem, path: str, text: str) -> None:
+    """Replace the small file ``path`` atomically (write a temp sibling, then rename)."""
+    parent = posixpath.dirname(path)
+    fs.makedirs(parent, exist_ok=True)
+    tmp = join(parent, f".tmp-{posixpath.basename(path)}-{uuid.uuid4().hex[:12]}")
+    with fs.open(tmp, "w") as f:
+        f.write(text)
+    if _is_local(fs):
+        os.replace(tmp, path)
+    else:
+        fs.mv(tmp, path)
