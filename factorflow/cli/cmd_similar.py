@@ -1,0 +1,47 @@
+"""``factorflow similar``: items whose factor vectors have the highest cosine with a given item."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import NotFoundError, ParameterError
+from ._common import add_store_arg
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "similar",
+        help="items most similar to an item (cosine on item factors)",
+        description="Items most similar to ITEM by cosine between published item factor vectors.",
+    )
+    p.add_argument("--model", required=True, metavar="NAME", help="published model name")
+    p.add_argument("--item", required=True, metavar="RAW_ID", help="raw item id as in the source")
+    p.add_argument("-n", type=int, default=10, help="number of items (default 10)")
+    p.add_argument("--json", action="store_true", help='print [{"item": id, "score": cosine}, ...]')
+    p.add_argument("--version", dest="model_version", metavar="V",
+                   help="model version (default: the one CURRENT names)")
+    p.add_argument("--titles", metavar="movies.csv",
+                   help="MovieLens movies.csv (movieId,title,...) for titles not stored with the model")
+    add_store_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import recommend as rec
+    from ..storage.registry import load_model
+    from .cmd_recommend import item_rows, print_rows, title_lookup
+
+    if args.n < 1:
+        raise ParameterError(f"-n={args.n}: must be >= 1")
+    model = load_model(args.store, args.model, args.model_version)
+    j = model.item_index(model.parse_item_id(args.item))
+    if j is None:
+        raise NotFoundError(f"--item {args.item}: not in model {model.name} (version {model.version})")
+    try:
+        ranked = rec.similar_items(model.factors, j, args.n)
+    except ParameterError as exc:
+        raise ParameterError(f"--item {args.item}: has a zero factor vector in model {model.name} "
+                             f"(no train ratings), so it has no cosine neighbours") from exc
+    print_rows(item_rows(model, ranked, title_lookup(model, args.titles)), args.json,
+               score_label="cosine")
+    return 0

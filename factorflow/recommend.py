@@ -1,0 +1,243 @@
+"""Recommendations from factor arrays: pure functions, no I/O.
+
+Every score is the model's prediction r̂_ij = w_iᵀu_j + b_i + c_j + μ (spec §4), computed in
+float32 like the published tables. Rankings are by score, descending; ties go to the
+smaller item index, so results are deterministic. Cold start is a contract, not a NaN:
+an unknown user gets :func:`popular_fallback` (flagged ``fallback=True``) and a new user
+with a few ratings is folded in with :func:`fold_in` (the ALS normal equations against
+the published item side) and then ranked like anyone else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import scipy.sparse as sp
+
+from .errors import ParameterError, check_param
+from .models.base import FactorArrays
+from .progress import Progress, report
+
+BLOCK_BUDGET = 1 << 24  # at most this many float32 scores (64 MiB) live at once in recommend_all
+
+
+@dataclass
+class Ranked:
+    """Ranked items: ``item_idx`` (int64) with their ``scores`` (float32), best first.
+
+    Unpacks as ``items, scores = ranked``; ``fallback`` is True when the list is not
+    personal (popularity instead of the user's factors).
+    """
+
+    item_idx: np.ndarray
+    scores: np.ndarray
+    fallback: bool = False
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.item_idx, self.scores))
+
+    def __len__(self) -> int:
+        return len(self.item_idx)
+
+
+def _rank(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``n`` finite scores of a 1-D array: by score desc, then index asc."""
+    ok = np.flatnonzero(np.isfinite(scores))
+    if n <= 0 or len(ok) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    s = scores[ok]
+    if len(ok) > n:
+        kth = np.partition(s, len(s) - n)[len(s) - n]  # n-th largest
+        keep = s >= kth  # ties at the boundary all stay; the lexsort settles them
+        ok, s = ok[keep], s[keep]
+    order = np.lexsort((ok, -s))[:n]
+    return ok[order].astype(np.int64), s[order].astype(np.float32)
+
+
+def score_user(factors: FactorArrays, w: np.ndarray, b: float) -> np.ndarray:
+    """r̂ for one user vector ``w`` with bias ``b`` against every item (float32)."""
+    w = np.asarray(w, dtype=np.float32)
+    return (factors.item_factors @ w + factors.item_bias
+            + np.float32(b + factors.global_mean)).astype(np.float32)
+
+
+def top_n(factors: FactorArrays, user_idx: int, n: int, exclude: np.ndarray | None = None, *,
+          allowed: np.ndarray | None = None) -> Ranked:
+    """The ``n`` best items for a known user, skipping ``exclude`` (e.g. the user's train items).
+
+    ``allowed`` is an optional boolean mask over items (e.g. items with train ratings).
+    """
+    check_param(0 <= int(user_idx) < factors.n_users, "user_idx", user_idx,
+                f"in [0, {factors.n_users})")
+    return top_n_for_vector(factors, factors.user_factors[user_idx],
+                            float(factors.user_bias[user_idx]), n, exclude, allowed=allowed)
+
+
+def top_n_for_vector(factors: FactorArrays, w: np.ndarray, b: float, n: int,
+                     exclude: np.ndarray | None = None, *,
+                     allowed: np.ndarray | None = None) -> Ranked:
+    """Like :func:`top_n` for a user given by its vector (e.g. one folded in)."""
+    check_param(int(n) >= 0, "n", n, ">= 0")
+    scores = score_user(factors, w, b)
+    if exclude is not None and len(exclude):
+        scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    if allowed is not None:
+        scores[~np.asarray(allowed, dtype=bool)] = -np.inf
+    items, s = _rank(scores, int(n))
+    return Ranked(items, s)
+
+
+def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
+                  block_users: int = 2048, allowed: np.ndarray | None = None,
+                  progress: Progress | None = None) -> pa.Table:
+    """Top-``n`` unseen items for every user: ``user_idx, rank (1..n), item_idx, score``.
+
+    Users are scored in blocks (one matrix product per block, at most ``block_users`` users
+    and :data:`BLOCK_BUDGET` scores at a time), so memory stays bounded whatever N×M is;
+    ``np.argpartition`` picks each row's top ``n`` before a small sort.
+    """
+    n_u, n_i = factors.n_users, factors.n_items
+    check_param(int(n) >= 1, "n", n, ">= 1")
+    check_param(int(block_users) >= 1, "block_users", block_users, ">= 1")
+    if seen_csr is not None:
+        seen_csr = sp.csr_matrix(seen_csr)
+        if seen_csr.shape != (n_u, n_i):
+            raise ParameterError(f"seen_csr: shape {seen_csr.shape} is not (n_users, n_items) = {(n_u, n_i)}")
+    n = min(int(n), n_i)
+    block = max(1, min(int(block_users), BLOCK_BUDGET // max(n_i, 1)))
+    item_t = np.ascontiguousarray(factors.item_factors.T, dtype=np.float32)
+    item_base = (factors.item_bias + np.float32(factors.global_mean)).astype(np.float32)
+    if allowed is not None:
+        item_base = np.where(np.asarray(allowed, dtype=bool), item_base, -np.inf).astype(np.float32)
+    parts_u, parts_r, parts_i, parts_s = [], [], [], []
+    for start in range(0, n_u, block):
+        stop = min(start + block, n_u)
+        s = factors.user_factors[start:stop].astype(np.float32) @ item_t
+        s += factors.user_bias[start:stop, None].astype(np.float32)
+        s += item_base
+        if seen_csr is not None:
+            sub = seen_csr[start:stop]
+            rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
+            s[rows, sub.indices] = -np.inf
+        users, ranks, items, scores = _block_top(s, n, start)
+        parts_u.append(users), parts_r.append(ranks), parts_i.append(items), parts_s.append(scores)
+        report(progress, stop, n_u, "users scored")
+    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+    return pa.table({
+        "user_idx": pa.array(cat(parts_u, np.int32)),
+        "rank": pa.array(cat(parts_r, np.int32)),
+        "item_idx": pa.array(cat(parts_i, np.int32)),
+        "score": pa.array(cat(parts_s, np.float32)),
+    })
+
+
+def _block_top(s: np.ndarray, n: int, start: int) -> tuple[np.ndarray, ...]:
+    """Per-row top ``n`` of a score block (ties → smaller item index; -inf rows dropped)."""
+    rows = np.arange(s.shape[0])[:, None]
+    if n < s.shape[1]:
+        part = np.argpartition(-s, n - 1, axis=1)[:, :n]
+    else:
+        part = np.broadcast_to(np.arange(s.shape[1]), (s.shape[0], s.shape[1])).copy()
+    vals = s[rows, part]
+    order = np.lexsort((part, -vals), axis=1)
+    top_i = np.take_along_axis(part, order, axis=1)
+    top_s = np.take_along_axis(vals, order, axis=1)
+    if n < s.shape[1]:  # rows whose n-th score is tied with an unpicked item: redo exactly
+        kth = top_s[:, -1]
+        ties = np.flatnonzero(np.isfinite(kth) & ((s >= kth[:, None]).sum(axis=1) > n))
+        for r in ties:
+            top_i[r], top_s[r] = _rank(s[r], n)
+    keep = np.isfinite(top_s)
+    users = np.repeat(np.arange(s.shape[0]) + start, n).reshape(s.shape[0], n)
+    ranks = np.broadcast_to(np.arange(1, n + 1), (s.shape[0], n))
+    return users[keep], ranks[keep], top_i[keep], top_s[keep]
+
+
+def similar_items(factors: FactorArrays, item_idx: int, n: int) -> Ranked:
+    """The ``n`` items with the highest cosine between item factor vectors (self excluded).
+
+    Items with a zero vector (no train ratings) are never returned; asking for one raises.
+    """
+    check_param(0 <= int(item_idx) < factors.n_items, "item_idx", item_idx,
+                f"in [0, {factors.n_items})")
+    check_param(int(n) >= 0, "n", n, ">= 0")
+    v = factors.item_factors.astype(np.float64)
+    norms = np.linalg.norm(v, axis=1)
+    q = norms[item_idx]
+    if q == 0:
+        raise ParameterError(f"item_idx={item_idx}: the item has a zero factor vector (no train "
+                             "ratings), so it has no cosine neighbours")
+    cos = np.full(len(v), -np.inf)
+    ok = norms > 0
+    cos[ok] = (v[ok] @ v[item_idx]) / (norms[ok] * q)
+    cos[item_idx] = -np.inf
+    items, s = _rank(cos, int(n))
+    return Ranked(items, s)
+
+
+def fold_in(factors: FactorArrays, item_idx: np.ndarray, ratings: np.ndarray, reg: float,
+            weighted: bool) -> tuple[np.ndarray, float]:
+    """Closed-form (w, b) of a new user against the published items (the ALS user update).
+
+    With ũ_j = [u_j; 1] over the rated items, x = [w; b] solves
+    (Σ ũ_jũ_jᵀ + λI) x = Σ (r_j − c_j − μ) ũ_j, λ = reg·n if ``weighted`` else reg.
+    """
+    items = np.asarray(item_idx, dtype=np.int64)
+    r = np.asarray(ratings, dtype=np.float64)
+    check_param(items.ndim == 1 and r.shape == items.shape, "ratings", f"shape {r.shape}",
+                f"the same shape as item_idx {items.shape}")
+    check_param(reg >= 0 and np.isfinite(reg), "reg", reg, "finite and >= 0")
+    if len(items) and (items.min() < 0 or items.max() >= factors.n_items):
+        raise ParameterError(f"item_idx: values must be in [0, {factors.n_items})")
+    if len(np.unique(items)) != len(items):
+        raise ParameterError("item_idx: each item may be rated once")
+    k = factors.rank
+    if len(items) == 0:
+        return np.zeros(k, dtype=np.float32), 0.0
+    y = np.hstack([factors.item_factors[items].astype(np.float64), np.ones((len(items), 1))])
+    t = r - factors.item_bias[items].astype(np.float64) - float(factors.global_mean)
+    lam = reg * len(items) if weighted else reg
+    a = y.T @ y + lam * np.eye(k + 1)
+    rhs = y.T @ t
+    try:
+        x = np.linalg.solve(a, rhs)
+    except np.linalg.LinAlgError:  # reg = 0 with too few ratings: the minimum-norm solution
+        x = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    return x[:k].astype(np.float32), float(x[k])
+
+
+def popular_fallback(factors: FactorArrays, n_ratings: np.ndarray | None, n: int,
+                     min_ratings: int = 10, exclude: np.ndarray | None = None) -> Ranked:
+    """Non-personal list: μ + c_j, best first, among items with ≥ ``min_ratings`` train ratings.
+
+    If fewer than ``n`` items qualify, the rest are filled from the items with at least one
+    train rating (then any item). Flagged ``fallback=True``.
+    """
+    check_param(int(n) >= 0, "n", n, ">= 0")
+    scores = (factors.item_bias + np.float32(factors.global_mean)).astype(np.float32)
+    if exclude is not None and len(exclude):
+        scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    if n_ratings is None:
+        items, s = _rank(scores, int(n))
+        return Ranked(items, s, fallback=True)
+    counts = np.asarray(n_ratings)
+    chosen_i, chosen_s = [], []
+    taken = np.zeros(len(scores), dtype=bool)
+    for floor in (min_ratings, 1, 0):
+        need = int(n) - sum(len(c) for c in chosen_i)
+        if need <= 0:
+            break
+        tier = np.where((counts >= floor) & ~taken, scores, -np.inf)
+        items, s = _rank(tier, need)
+        taken[items] = True
+        chosen_i.append(items), chosen_s.append(s)
+    return Ranked(np.concatenate(chosen_i), np.concatenate(chosen_s), fallback=True)
+
+
+def attach_raw_ids(table: pa.Table, user_ids: pa.Array, item_ids: pa.Array) -> pa.Table:
+    """Add ``user_id`` / ``item_id`` raw-id columns to a :func:`recommend_all` table."""
+    return table.append_column("user_id", user_ids.take(table.column("user_idx"))).append_column(
+        "item_id", item_ids.take(table.column("item_idx")))

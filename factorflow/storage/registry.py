@@ -1,0 +1,391 @@
+"""Publish versioned factor models and read them back: one path for every factor model.
+
+``publish`` writes ``STORE/models/NAME/versions/VERSION/`` into a temporary sibling folder
+(:func:`factorflow.storage.fs.atomic_dir`) and renames it into place; only then does it
+replace ``STORE/models/NAME/CURRENT`` (one line: the version) atomically. A crash at any
+point before that switch leaves the previous version published and readable; a killed
+writer leaves at most a ``.tmp-*`` folder, which :func:`list_versions` never reports.
+
+A version folder holds (see :mod:`factorflow.storage.factors` for the table schemas)::
+
+    user_factors.parquet  item_factors.parquet  [seen.parquet]  [EXTRA.parquet ...]  model.json
+
+VERSION is ``YYYYMMDDTHHMMSSffffffZ-xxxxxx`` (UTC creation time + random hex), so names sort
+by time. ``model.json`` is the caller's ``model_json`` plus ``version, name, created_at,
+rank, global_mean, n_users, n_items, tables``. Keys other tools read, kept stable:
+
+- ``kind`` (model kind, e.g. ``"als"``), ``params`` (hyper-parameters; fold-in reads
+  ``params.reg`` and ``params.weighted``)
+- ``metrics.test.rmse``, ``metrics.test.mae``, ``metrics.test["ndcg@10"]``,
+  ``metrics.test["precision@10"]``, ``metrics.test["recall@10"]``, ``metrics.train.rmse``
+- ``metrics.baselines.<name>.rmse`` (e.g. ``global_mean``, ``biases``)
+
+``model_json`` must be strict JSON (no NaN/inf; numpy scalars/arrays are converted); it is
+checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+from fsspec import AbstractFileSystem
+
+from ..errors import InputError, NotFoundError, ParameterError
+from ..models.base import FactorArrays
+from . import factors as ft
+from . import fs as fsio
+from .layout import current_file, model_dir, version_dir
+
+USER_TABLE = "user_factors.parquet"
+ITEM_TABLE = "item_factors.parquet"
+SEEN_TABLE = "seen.parquet"
+MODEL_JSON = "model.json"
+REQUIRED = (USER_TABLE, ITEM_TABLE, MODEL_JSON)
+
+_VERSION_RE = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6,}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_TABLE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A fresh, time-sortable version name: ``YYYYMMDDTHHMMSSffffffZ-xxxxxx``."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(3)
+
+
+def publish(
+    store: str,
+    name: str,
+    factors: FactorArrays,
+    user_ids: pa.Array,
+    item_ids: pa.Array,
+    model_json: dict[str, Any],
+    *,
+    seen: sp.csr_matrix | None = None,
+    item_titles: pa.Array | None = None,
+    extra_tables: dict[str, pa.Table] | None = None,
+    set_current: bool = True,
+) -> str:
+    """Write a complete model version, then (if ``set_current``) point CURRENT at it; return it.
+
+    ``user_ids[i]`` / ``item_ids[j]`` are the raw ids of dense index i / j; ``seen`` is the
+    users×items train matrix (its pattern gives ``n_ratings`` and ``seen.parquet``).
+    """
+    _check_name(name)
+    users = ft.normalize_ids(user_ids, "user_ids")
+    items = ft.normalize_ids(item_ids, "item_ids")
+    _check_shapes(factors, users, items, seen, item_titles)
+    extra = _check_extra(extra_tables or {})
+    body = _check_json(model_json)
+
+    fs, root = fsio.open_store(store)
+    version = new_version()
+    created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    meta = dict(body)
+    meta.update(
+        version=version, name=name, created_at=created, rank=factors.rank,
+        global_mean=float(factors.global_mean), n_users=factors.n_users, n_items=factors.n_items,
+        tables=sorted([USER_TABLE, ITEM_TABLE] + ([SEEN_TABLE] if seen is not None else [])
+                      + [f"{t}.parquet" for t in extra]),
+    )
+    n_user = n_item = None
+    if seen is not None:
+        pattern = sp.csr_matrix(seen)
+        n_user = np.diff(pattern.indptr).astype(np.int32)
+        n_item = np.bincount(pattern.indices, minlength=factors.n_items).astype(np.int32)
+
+    with fsio.atomic_dir(fs, version_dir(root, name, version)) as tmp:
+        _write_table(fs, fsio.join(tmp, USER_TABLE), ft.factor_table(
+            "user", users, factors.user_bias, factors.user_factors, n_user))
+        _write_table(fs, fsio.join(tmp, ITEM_TABLE), ft.factor_table(
+            "item", items, factors.item_bias, factors.item_factors, n_item, item_titles))
+        if seen is not None:
+            ft.write_seen(fs, fsio.join(tmp, SEEN_TABLE), seen)
+        for tname, table in extra.items():
+            _write_table(fs, fsio.join(tmp, f"{tname}.parquet"), table)
+        fsio.write_json(fs, fsio.join(tmp, MODEL_JSON), meta)  # last: marks the folder complete
+    if set_current:
+        _switch_current(fs, root, name, version)
+    return version
+
+
+def _write_table(fs: AbstractFileSystem, path: str, table: pa.Table) -> None:
+    pq.write_table(table, path, filesystem=fs)
+
+
+def _switch_current(fs: AbstractFileSystem, root: str, name: str, version: str) -> None:
+    fsio.atomic_write_text(fs, current_file(root, name), version + "\n")
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ParameterError(f"name={name!r}: must be letters, digits, '.', '_' or '-' "
+                             "(starting with a letter or digit)")
+
+
+def _check_shapes(f: FactorArrays, users: pa.Array, items: pa.Array,
+                  seen: sp.spmatrix | None, titles: pa.Array | None) -> None:
+    n_u, n_i = f.n_users, f.n_items
+    checks = [
+        ("user_ids", len(users), n_u), ("item_ids", len(items), n_i),
+        ("factors.user_bias", len(f.user_bias), n_u), ("factors.item_bias", len(f.item_bias), n_i),
+        ("factors.item_factors rank", f.item_factors.shape[1], f.rank),
+    ]
+    if titles is not None:
+        checks.append(("item_titles", len(titles), n_i))
+    for what, got, want in checks:
+        if got != want:
+            raise ParameterError(f"{what}: length {got} does not match the model ({want})")
+    if seen is not None and tuple(seen.shape) != (n_u, n_i):
+        raise ParameterError(f"seen: shape {tuple(seen.shape)} is not (n_users, n_items) = {(n_u, n_i)}")
+    if not math.isfinite(float(f.global_mean)):
+        raise ParameterError(f"factors.global_mean={f.global_mean!r}: must be finite")
+    if len(pc.unique(users)) != n_u or len(pc.unique(items)) != n_i:
+        raise ParameterError("user_ids/item_ids: raw ids must be unique (one per dense index)")
+
+
+def _check_extra(extra: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    out = {}
+    reserved = {t.removesuffix(".parquet") for t in (USER_TABLE, ITEM_TABLE, SEEN_TABLE)}
+    for key, table in extra.items():
+        stem = key.removesuffix(".parquet")
+        if not _TABLE_RE.match(stem) or stem in reserved:
+            raise ParameterError(f"extra_tables: name {key!r} must be lowercase letters, digits, "
+                                 f"'_' or '-' and not one of {sorted(reserved)}")
+        if not isinstance(table, pa.Table):
+            raise ParameterError(f"extra_tables[{key!r}]: must be a pyarrow.Table, got {type(table).__name__}")
+        out[stem] = table
+    return out
+
+
+def _check_json(model_json: dict[str, Any]) -> dict[str, Any]:
+    """Round-trip through strict JSON so nothing unserializable is found after writing starts."""
+    if not isinstance(model_json, dict):
+        raise ParameterError(f"model_json: must be a dict, got {type(model_json).__name__}")
+    try:
+        text = json.dumps(model_json, default=fsio._json_default, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"model_json: not strict JSON ({exc}); "
+                             f"{_first_bad(model_json) or 'convert it to plain types'}") from exc
+    return json.loads(text)
+
+
+def _first_bad(obj: Any, path: str = "model_json") -> str | None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                return f"{path} has a non-string key {k!r}"
+            bad = _first_bad(v, f"{path}[{k!r}]")
+            if bad:
+                return bad
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            bad = _first_bad(v, f"{path}[{i}]")
+            if bad:
+                return bad
+    elif isinstance(obj, (float, np.floating)) and not math.isfinite(float(obj)):
+        return f"{path} is {obj!r}"
+    elif not isinstance(obj, (str, int, float, bool, type(None), np.generic, np.ndarray)):
+        return f"{path} is a {type(obj).__name__}"
+    return None
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def list_models(store: str) -> list[str]:
+    """Names of the models with a CURRENT file or at least one version."""
+    fs, root = fsio.open_store(store)
+    base = fsio.join(root, "models")
+    if not fs.isdir(base):
+        return []
+    names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(base, detail=False)]
+    return sorted(n for n in names if _NAME_RE.match(n) and fs.isdir(model_dir(root, n)))
+
+
+def list_versions(store: str, name: str) -> list[str]:
+    """Complete versions of model ``name``, oldest first (temp folders never appear)."""
+    fs, root = fsio.open_store(store)
+    return _complete_versions(fs, root, name)
+
+
+def _complete_versions(fs: AbstractFileSystem, root: str, name: str) -> list[str]:
+    base = fsio.join(model_dir(root, name), "versions")
+    if not fs.isdir(base):
+        return []
+    out = []
+    for p in fs.ls(base, detail=False):
+        v = posixpath.basename(p.rstrip("/"))
+        if _VERSION_RE.match(v) and _is_complete(fs, fsio.join(base, v)):
+            out.append(v)
+    return sorted(out)
+
+
+def _is_complete(fs: AbstractFileSystem, path: str) -> bool:
+    return all(fs.exists(fsio.join(path, f)) for f in REQUIRED)
+
+
+def _missing_model(store: str, name: str) -> NotFoundError:
+    try:
+        names = list_models(store)
+    except Exception:  # noqa: BLE001 - the hint must not hide the real error
+        names = []
+    have = f" (models there: {', '.join(names)})" if names else " (the store has no models yet)"
+    return NotFoundError(f"no published model {name!r} in {store}; run `factorflow retrain SOURCE "
+                         f"--store {store} --name {name}` to publish one{have}")
+
+
+def current_version(store: str, name: str) -> str:
+    """The version CURRENT names (NotFoundError with a hint when there is none)."""
+    _check_name(name)
+    fs, root = fsio.open_store(store)
+    path = current_file(root, name)
+    if not fs.exists(path):
+        raise _missing_model(store, name)
+    with fs.open(path, "r") as f:
+        version = f.read().strip()
+    if not _VERSION_RE.match(version) or not _is_complete(fs, version_dir(root, name, version)):
+        raise NotFoundError(f"{path}: names version {version!r}, which is missing or incomplete; "
+                            f"roll back with `factorflow models {name} --set-current VERSION`")
+    return version
+
+
+def set_current(store: str, name: str, version: str) -> None:
+    """Point CURRENT at an existing, complete ``version`` (rollback or roll forward)."""
+    _check_name(name)
+    fs, root = fsio.open_store(store)
+    if not (isinstance(version, str) and _VERSION_RE.match(version)
+            and _is_complete(fs, version_dir(root, name, version))):
+        have = _complete_versions(fs, root, name)
+        if not have:
+            raise _missing_model(store, name)
+        raise NotFoundError(f"version={version!r}: not a complete version of model {name!r} "
+                            f"(versions: {', '.join(have)})")
+    _switch_current(fs, root, name, version)
+
+
+@dataclass
+class PublishedModel:
+    """A published version read back from its tables (everything in dense index order)."""
+
+    name: str
+    version: str
+    model_json: dict[str, Any]
+    factors: FactorArrays
+    user_ids: pa.Array
+    item_ids: pa.Array
+    item_titles: pa.Array | None
+    user_n_ratings: np.ndarray | None
+    item_n_ratings: np.ndarray | None
+    path: str
+    fs: AbstractFileSystem = field(repr=False)
+
+    @property
+    def user_id_is_int(self) -> bool:
+        return pa.types.is_integer(self.user_ids.type)
+
+    @property
+    def item_id_is_int(self) -> bool:
+        return pa.types.is_integer(self.item_ids.type)
+
+    def parse_user_id(self, text: str) -> int | str | None:
+        """A CLI string as this model's raw user id type (None if it cannot be one)."""
+        return _parse_id(text, self.user_id_is_int)
+
+    def parse_item_id(self, text: str) -> int | str | None:
+        return _parse_id(text, self.item_id_is_int)
+
+    def user_index(self, raw_id: int | str | None) -> int | None:
+        """Dense index of a raw user id, or None when the model does not know it."""
+        return _index_of(self.user_ids, raw_id)
+
+    def item_index(self, raw_id: int | str | None) -> int | None:
+        return _index_of(self.item_ids, raw_id)
+
+    def item_indices(self, raw_ids: list[int | str]) -> np.ndarray:
+        """Dense indices of many raw item ids (-1 where unknown)."""
+        if not raw_ids:
+            return np.zeros(0, dtype=np.int64)
+        probe = pa.array(raw_ids, type=self.item_ids.type)
+        return pc.index_in(probe, value_set=self.item_ids).fill_null(-1).to_numpy().astype(np.int64)
+
+    def seen_items(self, user_idx: int) -> np.ndarray:
+        """Train items of one user from ``seen.parquet`` (a filtered read; empty if not published)."""
+        path = fsio.join(self.path, SEEN_TABLE)
+        if not self.fs.exists(path):
+            return np.zeros(0, dtype=np.int32)
+        return ft.read_seen_user(self.fs, path, user_idx)
+
+    def seen_matrix(self) -> sp.csr_matrix | None:
+        """All train pairs as a CSR of ones, or None when ``seen.parquet`` was not published."""
+        path = fsio.join(self.path, SEEN_TABLE)
+        if not self.fs.exists(path):
+            return None
+        return ft.read_seen(self.fs, path, (self.factors.n_users, self.factors.n_items))
+
+    def title(self, item_idx: int) -> str | None:
+        if self.item_titles is None:
+            return None
+        return self.item_titles[int(item_idx)].as_py()
+
+
+def _parse_id(text: str, as_int: bool) -> int | str | None:
+    if not as_int:
+        return text
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _index_of(ids: pa.Array, raw_id: int | str | None) -> int | None:
+    if raw_id is None:
+        return None
+    if pa.types.is_integer(ids.type) and not isinstance(raw_id, (int, np.integer)):
+        return None
+    if pa.types.is_string(ids.type) and not isinstance(raw_id, str):
+        return None
+    i = pc.index(ids, pa.scalar(raw_id, type=ids.type)).as_py()
+    return None if i < 0 else int(i)
+
+
+def load_model(store: str, name: str, version: str | None = None) -> PublishedModel:
+    """Read the published tables of ``version`` (CURRENT when None); never reads train data."""
+    _check_name(name)
+    fs, root = fsio.open_store(store)
+    if version is None:
+        version = current_version(store, name)
+    path = version_dir(root, name, version)
+    if not (_VERSION_RE.match(version) and _is_complete(fs, path)):
+        have = _complete_versions(fs, root, name)
+        if not have:
+            raise _missing_model(store, name)
+        raise NotFoundError(f"version={version!r}: not a complete version of model {name!r} "
+                            f"(versions: {', '.join(have)})")
+    meta = fsio.read_json(fs, fsio.join(path, MODEL_JSON))
+    users = ft.read_factor_table(fs, fsio.join(path, USER_TABLE), "user")
+    items = ft.read_factor_table(fs, fsio.join(path, ITEM_TABLE), "item")
+    if users.factors.shape[1] != items.factors.shape[1]:
+        raise InputError(f"{path}: user and item factors have different ranks "
+                         f"({users.factors.shape[1]} vs {items.factors.shape[1]})")
+    factors = FactorArrays(
+        user_factors=users.factors, item_factors=items.factors,
+        user_bias=users.bias, item_bias=items.bias, global_mean=float(meta["global_mean"]),
+    )
+    return PublishedModel(
+        name=name, version=version, model_json=meta, factors=factors,
+        user_ids=users.ids, item_ids=items.ids, item_titles=items.titles,
+        user_n_ratings=users.n_ratings, item_n_ratings=items.n_ratings, path=path, fs=fs,
+    )
