@@ -14,3 +14,69 @@ def add_store_arg(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_STORE,
         help="store root: a local folder or an fsspec URL (default: $FACTORFLOW_STORE or ./ff-store)",
     )
+
+
+def parse_pairs(text: str | None, param: str) -> dict[str, str] | None:
+    """``"a=x,b=y"`` → ``{"a": "x", "b": "y"}`` (ParameterError naming ``param`` if malformed)."""
+    from ..errors import ParameterError
+
+    if not text:
+        return None
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ParameterError(f"{param}={text!r}: must be comma-separated KEY=VALUE pairs, e.g. user=uid,item=iid")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_range(text: str | None, param: str) -> tuple[float, float] | None:
+    """``"0.5,5"`` → ``(0.5, 5.0)`` with low < high."""
+    from ..errors import ParameterError
+
+    if not text:
+        return None
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ParameterError(f"{param}={text!r}: must be LOW,HIGH, e.g. 0.5,5") from None
+    if not low < high:
+        raise ParameterError(f"{param}={text!r}: LOW must be below HIGH")
+    return low, high
+
+
+def add_ingest_args(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``ingest`` and ``retrain``."""
+    g = parser.add_argument_group("ingest")
+    g.add_argument("--format", dest="fmt", choices=["movielens-csv", "ml100k", "ml1m", "delimited"],
+                   help="input format (default: detected from the first bytes)")
+    g.add_argument("--columns", help="for --format delimited: user=COL,item=COL,rating=COL[,timestamp=COL]")
+    g.add_argument("--rating-range", help="LOW,HIGH of valid ratings (default: inferred)")
+    g.add_argument("--max-reject-fraction", type=float, default=0.01,
+                   help="fail when more than this fraction of rows is rejected (default 0.01)")
+    g.add_argument("--test-source", help="a second file holding the test ratings (e.g. MovieLens-100K u1.test)")
+
+
+def ingest_options(args: argparse.Namespace, dataset: str | None = None):
+    """The ``IngestOptions`` built from ``add_ingest_args`` options."""
+    from ..config import IngestOptions
+    from ..errors import ParameterError
+    from pydantic import ValidationError
+
+    try:
+        return IngestOptions(
+            dataset=dataset, format=args.fmt, columns=parse_pairs(args.columns, "--columns"),
+            rating_range=parse_range(args.rating_range, "--rating-range"),
+            max_reject_fraction=args.max_reject_fraction, test_source=args.test_source,
+        )
+    except ValidationError as exc:
+        raise ParameterError(one_line(exc)) from None
+
+
+def one_line(exc: Exception) -> str:
+    """A pydantic ValidationError as one line: 'field: message; ...'."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in errors())
+    return str(exc).splitlines()[0]

@@ -1,0 +1,72 @@
+"""The retrain job's parameters: one validated object from CLI to flow to algorithm.
+
+The CLI builds :class:`RetrainParams`, the Prefect flow takes it as a typed parameter
+(Prefect validates it and shows it in the UI), and a deployment's ``parameters:`` sets the
+same fields. Model hyper-parameters left as ``None`` take the model's own defaults (for ALS:
+:class:`factorflow.models.als.ALSConfig`), so defaults live in exactly one place.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SplitKind = Literal["random", "temporal", "user-holdout", "given"]
+
+
+class IngestOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(None, description="dataset name in the store (default: source file stem)")
+    format: str | None = Field(None, description="movielens-csv | ml100k | ml1m | delimited (default: detect)")
+    columns: dict[str, str] | None = Field(None, description="for --format delimited: user/item/rating/timestamp")
+    rating_range: tuple[float, float] | None = None
+    max_reject_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    test_source: str | None = Field(None, description="a second file with the test ratings (split 'given')")
+
+
+class SplitOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SplitKind = "random"
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    cutoff: int | None = None
+    per_user: bool = False
+    k: int = Field(1, ge=1)
+    by: Literal["time", "random"] = "time"
+
+
+class ModelOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int | None = Field(None, ge=1, description="latent dimensionality K")
+    reg: float | None = Field(None, ge=0.0, description="regularization λ")
+    sweeps: int | None = Field(None, ge=1, description="ALS sweeps")
+    weighted: bool | None = Field(None, description="ALS-WR: λ·n_i per row")
+    init_scale: float | None = Field(None, gt=0.0)
+    seed: int | None = None
+
+    def overrides(self) -> dict[str, object]:
+        """The hyper-parameters that were set explicitly."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class ComputeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dask_address: str | None = Field(None, description="tcp://HOST:PORT of a running scheduler")
+    n_workers: int | None = Field(None, ge=1, description="LocalCluster worker processes")
+    n_blocks: int | None = Field(None, ge=1, description="partition blocks P (default: from nnz)")
+
+
+class RetrainParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ingest: IngestOptions = IngestOptions()
+    split: SplitOptions = SplitOptions()
+    model: ModelOptions = ModelOptions()
+    compute: ComputeOptions = ComputeOptions()
+    top_n: int = Field(10, ge=1, description="N for top-N metrics and batch recommendations")
+    item_titles: str | None = Field(None, description="a movies.csv (movieId,title) to publish titles")

@@ -1,0 +1,19 @@
+"""The ingest flow: a ratings file → a dataset snapshot (a no-op for bytes already ingested)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from ..config import IngestOptions
+from ..tasks.data import ingest_task
+
+
+@flow(name="ingest")
+def ingest_flow(source: str, store: str = "ff-store", options: IngestOptions = IngestOptions()) -> dict[str, Any]:
+    """Ingest ``source`` into ``store``; returns the snapshot's manifest reference."""
+    from ..ingest import default_dataset_name
+
+    opts = options.model_copy(update={"dataset": options.dataset or default_dataset_name(source)})
+    return ingest_task(source, store, opts)

@@ -1,0 +1,56 @@
+"""The retrain flow: ingest → split → partitions → train → evaluate → recommend → publish."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from ..config import RetrainParams
+from ..storage.fs import join, open_store
+from ..tasks.data import ingest_task, partition_task, split_task
+from ..tasks.evaluate import evaluate_task
+from ..tasks.publish import batch_recommend_task, publish_task
+from ..tasks.train import train_task
+
+DISTRIBUTED = {"als"}  # kinds trained by a Dask driver over partitions
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name: str | None = None,
+                 params: RetrainParams = RetrainParams()) -> dict[str, Any]:
+    """Retrain ``model`` on ``source`` and publish it as model ``name`` (default: the kind) in ``store``.
+
+    Returns a small summary: model name, version, snapshot, split, metrics.
+    """
+    from ..ingest import default_dataset_name
+    from ..models.catalog import make_model
+
+    logger = get_run_logger()
+    make_model(model, params.model.overrides())  # fail fast on a bad kind or hyper-parameter
+    name = name or model
+    ingest_opts = params.ingest.model_copy(update={"dataset": params.ingest.dataset or default_dataset_name(source)})
+    split_opts = params.split
+    if ingest_opts.test_source and split_opts.kind != "given":
+        split_opts = split_opts.model_copy(update={"kind": "given"})
+        logger.info("a test source was given: using the 'given' split")
+
+    snapshot = ingest_task(source, store, ingest_opts)
+    rating_range = tuple(snapshot["manifest"]["rating_range"])
+    split = split_task(snapshot, split_opts)
+    partitions = partition_task(split, params.compute.n_blocks) if model in DISTRIBUTED else None
+
+    fs, root = open_store(store)
+    run_dir = join(root, "runs", str(flow_run.get_id() or "local"))
+    fs.makedirs(run_dir, exist_ok=True)
+    run = train_task(model, params.model.overrides(), split, partitions, params.compute, run_dir, rating_range)
+    metrics = evaluate_task(run, split, run_dir, rating_range, params.top_n)
+    recs = batch_recommend_task(run, split, snapshot, run_dir, params.top_n)
+    version = publish_task(store, name, run, metrics, snapshot, split, partitions, recs,
+                           params.item_titles, rating_range)
+    test = metrics["test"]
+    logger.info("model %s version %s: test RMSE %.4f (split %s); bias baseline %.4f",
+                name, version, test["rmse"], split["split"], metrics["baselines"]["bias"]["rmse"])
+    return {"model": name, "version": version, "store": root, "snapshot": snapshot["snapshot"],
+            "dataset": snapshot["name"], "split": split["split"], "metrics": metrics, "kind": model}

@@ -1,0 +1,66 @@
+"""Getting a ``dask.distributed`` client: an existing cluster or a LocalCluster sized to the machine.
+
+The address comes from the ``address`` argument, else ``$FACTORFLOW_DASK_ADDRESS``, else
+``$DASK_SCHEDULER_ADDRESS``; with none, a LocalCluster of one single-threaded worker process
+per core is started (ALS kernels are single-threaded numba code, so processes scale them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distributed import Client, LocalCluster
+
+from ..errors import ParameterError
+
+ADDRESS_ENV = ("FACTORFLOW_DASK_ADDRESS", "DASK_SCHEDULER_ADDRESS")
+
+
+def resolve_address(address: str | None = None) -> str | None:
+    """The scheduler address to connect to, or None for a new LocalCluster."""
+    if address:
+        return address
+    for var in ADDRESS_ENV:
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+@contextmanager
+def dask_client(address: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
+    """Yield a connected client; a LocalCluster started here is closed on exit."""
+    address = resolve_address(address)
+    if address:
+        try:
+            client = Client(address, timeout="20s")
+        except OSError as exc:
+            raise ParameterError(
+                f"--dask-address={address!r}: cannot connect to a Dask scheduler there ({exc}); "
+                "start one with 'dask scheduler' or leave the option out to use a LocalCluster"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if n_workers is not None and n_workers < 1:
+        raise ParameterError(f"--workers={n_workers}: must be at least 1")
+    cluster = LocalCluster(
+        n_workers=n_workers or default_workers(),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()

@@ -1,0 +1,31 @@
+"""Learning-curve plot (PNG) from a model's per-step history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def learning_curve_png(history: list[dict[str, Any]], path: str, *, title: str,
+                       baselines: dict[str, float] | None = None, split: str = "") -> str:
+    """Plot train and held-out RMSE per step, baselines' held-out RMSE as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    steps = [h.get("sweep", h.get("epoch", i + 1)) for i, h in enumerate(history)]
+    ax.plot(steps, [h["train_rmse"] for h in history], marker="o", label="train RMSE")
+    if history and "test_rmse" in history[0]:
+        ax.plot(steps, [h["test_rmse"] for h in history], marker="o", label=f"test RMSE ({split})")
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, linestyle="--", color=f"C{i + 2}", label=f"{name} (test)")
+    ax.set_xlabel("sweep" if history and "sweep" in history[0] else "step")
+    ax.set_ylabel("RMSE")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,76 @@
+"""The small Prefect plumbing every task shares: progress reporting, I/O retries, cache keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from ..errors import FactorflowError
+from ..progress import Progress
+
+
+def task_progress(step: str, unit: str = "it") -> Progress:
+    """A ``Progress`` that updates a Prefect progress artifact, logs each ~10%, and drives a
+    tqdm bar when stderr is a terminal (the CLI)."""
+    logger = get_run_logger()
+    artifact = create_progress_artifact(0.0, description=step)
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(desc=step, unit=unit, dynamic_ncols=True, leave=False)
+    last_bucket = [-1]
+
+    def _update(done: float, total: float | None, message: str = "") -> None:
+        nonlocal bar
+        pct = 100.0 * done / total if total else 0.0
+        update_progress_artifact(artifact, min(pct, 100.0))
+        bucket = int(pct // 10) if total and total > 20 else int(done)
+        if bucket != last_bucket[0]:
+            last_bucket[0] = bucket
+            of = f"/{total:g}" if total else ""
+            logger.info("%s: %g%s %s", step, done, of, message)
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            if message:
+                bar.set_postfix_str(message, refresh=False)
+            bar.refresh()
+            if total and done >= total:
+                bar.close()
+                bar = None
+
+    return _update
+
+
+def retry_on_io_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a task only for transient I/O failures, never for a user error (bad input)."""
+    try:
+        state.result()
+    except FactorflowError:
+        return False
+    except (OSError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def stable_key(*parts: Any) -> str:
+    """A cache key from JSON-able parts."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def file_signature(path: str | None) -> Any:
+    """(path, size, mtime) of a local file; the path alone for a URL (content is hashed downstream)."""
+    if path and os.path.exists(path):
+        st = os.stat(path)
+        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    return path

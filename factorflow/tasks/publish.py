@@ -1,0 +1,103 @@
+"""Prefect tasks: batch top-N recommendations and publishing a model version."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+
+from .. import __version__
+from ..storage.fs import join
+from ._prefect import retry_on_io_error, task_progress
+
+
+def code_version() -> str:
+    """The package version plus the git commit when running from a checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+g{sha}" if sha else __version__
+
+
+def _titles(path: str | None, item_ids: Any) -> Any:
+    """Titles aligned with ``item_ids`` from a MovieLens-style movies.csv (movieId,title), or None."""
+    if not path:
+        return None
+    from ..recommend import read_titles
+
+    return read_titles(path, item_ids)
+
+
+@task(name="batch-recommend", retries=1, retry_condition_fn=retry_on_io_error)
+def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: dict[str, Any], run_dir: str,
+                         n: int = 10) -> str:
+    """Top-``n`` unseen items for every user with train ratings → ``recommendations.parquet``."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from ..recommend import recommend_all
+    from ..splits import SplitRef, train_csr
+    from ..storage.arrays import load_factors
+    from ..storage.datasets import SnapshotRef, read_ids
+    from ..storage.fs import open_store
+
+    snap = SnapshotRef.from_dict(snapshot)
+    recs = recommend_all(load_factors(run["factors"]), train_csr(SplitRef.from_dict(split)), n,
+                         progress=task_progress("batch recommend", "users"))
+    users = read_ids(snap, "user").column("user_id")
+    items = read_ids(snap, "item").column("item_id")
+    recs = recs.append_column("user_id", pc.take(users, recs.column("user_idx")))
+    recs = recs.append_column("item_id", pc.take(items, recs.column("item_idx")))
+    path = join(run_dir, "recommendations.parquet")
+    fs, local = open_store(path)
+    with fs.open(local, "wb") as f:
+        pq.write_table(recs, f)
+    get_run_logger().info("wrote top-%d for %d users to %s", n, len(pc.unique(recs.column("user_idx"))), path)
+    return path
+
+
+@task(name="publish", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error)
+def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, Any], snapshot: dict[str, Any],
+                 split: dict[str, Any], partitions: dict[str, Any] | None, recommendations: str | None,
+                 item_titles: str | None, rating_range: tuple[float, float]) -> str:
+    """Publish the run as a new version of model ``name`` and switch CURRENT to it; returns the version."""
+    import pyarrow.parquet as pq
+
+    from ..splits import SplitRef, train_csr
+    from ..storage.arrays import load_factors
+    from ..storage.datasets import SnapshotRef, read_ids
+    from ..storage.fs import open_store
+    from ..storage.registry import publish
+
+    snap = SnapshotRef.from_dict(snapshot)
+    split_ref = SplitRef.from_dict(split)
+    factors = load_factors(run["factors"])
+    user_ids = read_ids(snap, "user").column("user_id")
+    item_ids = read_ids(snap, "item").column("item_id")
+    extra = {}
+    if recommendations:
+        fs, p = open_store(recommendations)
+        with fs.open(p, "rb") as f:
+            extra["recommendations"] = pq.read_table(f)
+    model_json = {
+        "kind": run["kind"],
+        "params": run["params"],
+        "global_mean": factors.global_mean,
+        "rating_range": list(rating_range),
+        "dataset": {"name": snap.name, "snapshot": snap.snapshot, "source": snap.manifest.get("source")},
+        "split": {"id": split_ref.split, **{k: split_ref.manifest.get(k) for k in
+                                           ("kind", "params", "seed", "n_train", "n_test", "n_test_cold")}},
+        "partitions": None if partitions is None else {"n_blocks": partitions["manifest"]["n_blocks"]},
+        "dask_workers": run.get("dask_workers"),
+        "metrics": {k: v for k, v in metrics.items() if k != "learning_curve_png"},
+        "learning_curve": run["history"],
+        "code_version": code_version(),
+    }
+    version = publish(store, name, factors, user_ids, item_ids, model_json, seen=train_csr(split_ref),
+                      item_titles=_titles(item_titles, item_ids), extra_tables=extra)
+    get_run_logger().info("published %s version %s", name, version)
+    return version

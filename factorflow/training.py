@@ -1,0 +1,74 @@
+"""Fit one model on a split: the serial path for every kind, the Dask driver for ALS.
+
+Pure orchestration (no Prefect): the train task calls :func:`train_model` with paths'
+manifests and, for ALS, a Dask client. Every iterative model reports one history row per
+step (sweep/epoch) including the held-out RMSE of the named split, for the learning curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .metrics import rating_metrics
+from .models.base import FactorArrays
+from .models.catalog import make_model
+from .progress import Progress
+from .splits import SplitRef, read_test, train_csr
+
+
+@dataclass
+class TrainResult:
+    factors: FactorArrays
+    history: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    kind: str = ""
+
+
+def test_arrays(split: SplitRef) -> dict[str, np.ndarray]:
+    """The split's test part as numpy arrays (user_idx, item_idx, rating, cold)."""
+    t = read_test(split)
+    cols = {name: t.column(name).to_numpy() for name in ("user_idx", "item_idx", "rating")}
+    cols["cold"] = t.column("cold_user").to_numpy() | t.column("cold_item").to_numpy()
+    return cols
+
+
+def rmse_callback(test: dict[str, np.ndarray], rating_range: tuple[float, float]):
+    """A per-step callback adding ``test_rmse`` (held-out, clipped) to the history row."""
+
+    def _cb(step: int, factors: FactorArrays) -> dict[str, Any]:
+        m = rating_metrics(factors, test["user_idx"], test["item_idx"], test["rating"], rating_range=rating_range)
+        return {"test_rmse": m["rmse"]}
+
+    return _cb
+
+
+def train_model(
+    kind: str,
+    overrides: dict[str, Any],
+    split: SplitRef,
+    *,
+    partitions: Any = None,
+    client: Any = None,
+    rating_range: tuple[float, float] = (0.5, 5.0),
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Fit ``kind`` with ``overrides`` on ``split``'s train part.
+
+    ALS with a Dask ``client`` and ``partitions`` runs the distributed driver; otherwise the
+    model's own serial ``fit`` runs on the train CSR. Both give the same factors for a seed.
+    """
+    model = make_model(kind, overrides)
+    callback = rmse_callback(test_arrays(split), rating_range)
+    if kind == "als" and client is not None and partitions is not None:
+        from .parallel.als_dask import fit_als_dask
+
+        factors, history = fit_als_dask(client, partitions, model.config, callback=callback, progress=progress)
+        return TrainResult(factors, history, model.params(), kind)
+    fit_kwargs: dict[str, Any] = {"progress": progress}
+    if hasattr(model, "history"):
+        fit_kwargs["callback"] = callback
+    model.fit(train_csr(split), **fit_kwargs)
+    return TrainResult(model.factors(), list(getattr(model, "history", [])), model.params(), kind)
