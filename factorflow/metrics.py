@@ -1,0 +1,146 @@
+"""Evaluation of a fitted factor model on a test split (pure NumPy).
+
+Rating metrics: RMSE and MAE of r̂ = w·u + b + c + μ clipped to the rating range. Users or
+items absent from train have zero factors and bias, so they fall back to μ plus the known
+bias: never NaN. Top-N metrics: for each test user with at least one relevant test item
+(rating ≥ ``relevant_at``), rank every item not seen in train by score and compute
+precision@n, recall@n and NDCG@n (binary relevance, DCG = Σ rel_k / log2(k+1), ideal DCG
+from min(#relevant, n) hits), averaged over those users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from factorflow.models.base import FactorArrays
+
+__all__ = ["evaluate", "rating_metrics", "topn_metrics"]
+
+
+def _errors(err: np.ndarray) -> dict[str, float | int]:
+    n = int(err.size)
+    if n == 0:
+        return {"rmse": float("nan"), "mae": float("nan"), "n": 0}
+    return {"rmse": float(np.sqrt(np.mean(err * err))), "mae": float(np.mean(np.abs(err))), "n": n}
+
+
+def rating_metrics(
+    factors: FactorArrays,
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    *,
+    rating_range: tuple[float, float] = (0.5, 5.0),
+    cold: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``{rmse, mae, n}`` of clipped predictions; with ``cold`` (bool per row) also ``warm``/``cold``.
+
+    An empty subset reports ``n = 0`` and NaN rmse/mae (no rows, nothing to average).
+    """
+    pred = np.clip(factors.predict(users, items), rating_range[0], rating_range[1])
+    err = pred - np.asarray(ratings, dtype=np.float64)
+    out: dict[str, Any] = dict(_errors(err))
+    if cold is not None:
+        cold = np.asarray(cold, dtype=bool)
+        out["warm"] = _errors(err[~cold])
+        out["cold"] = _errors(err[cold])
+    return out
+
+
+def topn_metrics(
+    factors: FactorArrays,
+    train_csr: sp.spmatrix,
+    test_users: np.ndarray,
+    test_items: np.ndarray,
+    test_ratings: np.ndarray,
+    *,
+    n: int = 10,
+    relevant_at: float = 4.0,
+    batch_users: int = 1024,
+) -> dict[str, Any]:
+    """precision@n, recall@n, ndcg@n over test users with ≥1 relevant item; scores in user blocks.
+
+    Candidates are all items the user did not rate in train; ties in score are broken by
+    the lower item index. Also returns ``n_users_evaluated``.
+    """
+    train = sp.csr_matrix(train_csr)
+    test_users = np.asarray(test_users, dtype=np.int64)
+    test_items = np.asarray(test_items, dtype=np.int64)
+    rel_mask = np.asarray(test_ratings, dtype=np.float64) >= relevant_at
+    ru, ri = test_users[rel_mask], test_items[rel_mask]
+    order = np.lexsort((ri, ru))
+    ru, ri = ru[order], ri[order]
+    eval_users, starts = np.unique(ru, return_index=True)
+    bounds = np.append(starts, ru.size)
+    keys = {f"precision@{n}": 0.0, f"recall@{n}": 0.0, f"ndcg@{n}": 0.0}
+    if eval_users.size == 0:
+        return {**keys, "n_users_evaluated": 0}
+    n_items = factors.n_items
+    top = min(n, n_items)
+    discounts = 1.0 / np.log2(np.arange(2, n + 2))
+    ideal = np.cumsum(discounts)
+    item_f = factors.item_factors.astype(np.float64)
+    item_b = factors.item_bias.astype(np.float64)
+    prec = rec = ndcg = 0.0
+    for lo in range(0, eval_users.size, batch_users):
+        block = eval_users[lo:lo + batch_users]
+        scores = factors.user_factors[block].astype(np.float64) @ item_f.T
+        scores += item_b[None, :] + factors.user_bias[block].astype(np.float64)[:, None]
+        scores += factors.global_mean
+        known = np.flatnonzero(block < train.shape[0])
+        r, cidx = train[block[known]].nonzero()
+        scores[known[r], cidx] = -np.inf
+        # Top-`top` by score, ties by item index: argpartition on score then a stable sort.
+        if top < n_items:
+            part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
+            kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        else:
+            kth = scores.min(axis=1)
+        for row, user in enumerate(block):
+            s = scores[row]
+            cand = np.flatnonzero(s >= kth[row])
+            cand = cand[np.isfinite(s[cand])]
+            ranked = cand[np.lexsort((cand, -s[cand]))][:top]
+            k = lo + row
+            relevant = ri[bounds[k]:bounds[k + 1]]
+            hits = np.isin(ranked, relevant)
+            n_hit = int(hits.sum())
+            prec += n_hit / n
+            rec += n_hit / relevant.size
+            ndcg += float(discounts[: ranked.size][hits].sum()) / ideal[min(relevant.size, n) - 1]
+    m = eval_users.size
+    return {f"precision@{n}": prec / m, f"recall@{n}": rec / m, f"ndcg@{n}": ndcg / m,
+            "n_users_evaluated": int(m)}
+
+
+def _column(test: Any, name: str) -> np.ndarray:
+    if isinstance(test, Mapping):
+        return np.asarray(test[name])
+    return test.column(name).to_numpy()  # pyarrow.Table
+
+
+def evaluate(
+    factors: FactorArrays,
+    train_csr: sp.spmatrix,
+    test: Any,
+    rating_range: tuple[float, float] = (0.5, 5.0),
+    *,
+    n: int = 10,
+    relevant_at: float = 4.0,
+) -> dict[str, Any]:
+    """Rating and top-N metrics on ``test`` (dict of arrays or pyarrow table: user_idx, item_idx,
+    rating, and optionally cold_user, cold_item) in one flat dict."""
+    users = _column(test, "user_idx")
+    items = _column(test, "item_idx")
+    ratings = _column(test, "rating")
+    names = test.keys() if isinstance(test, Mapping) else test.column_names
+    cold = None
+    if "cold_user" in names and "cold_item" in names:
+        cold = _column(test, "cold_user").astype(bool) | _column(test, "cold_item").astype(bool)
+    out = rating_metrics(factors, users, items, ratings, rating_range=rating_range, cold=cold)
+    out.update(topn_metrics(factors, train_csr, users, items, ratings, n=n, relevant_at=relevant_at))
+    return out
