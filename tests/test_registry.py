@@ -209,3 +209,23 @@ def test_publish_to_fsspec_memory_store():
     assert m.version == v and reg.list_versions(store, "als") == [v]
     np.testing.assert_array_equal(m.factors.item_factors, f.item_factors)
     assert m.seen_items(0).dtype == np.int32
+
+
+def test_cli_models_lists_and_rolls_back(tmp_path, capsys):
+    from factorflow.cli import main
+
+    store = str(tmp_path)
+    ids = pa.array(np.arange(7)), pa.array(np.arange(11))
+    v1 = reg.publish(store, "als", make_factors(), *ids, META)
+    v2 = reg.publish(store, "als", make_factors(seed=2), *ids, {"kind": "als"})
+    assert main(["models", "--store", store, "als", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["version"], r["current"], r["test_rmse"]) for r in rows] == [
+        (v1, False, 0.9), (v2, True, None)]
+    assert main(["models", "--store", store, "als", "--set-current", v1]) == 0
+    assert reg.current_version(store, "als") == v1
+    capsys.readouterr()
+    assert main(["models", "--store", store, "als", "--set-current", "bogus"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["models", "--store", store]) == 0
+    assert capsys.readouterr().out.split() == ["als", f"current={v1}", "versions=2"]

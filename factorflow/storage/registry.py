@@ -276,6 +276,15 @@ def set_current(store: str, name: str, version: str) -> None:
     _switch_current(fs, root, name, version)
 
 
+def read_model_json(store: str, name: str, version: str) -> dict[str, Any]:
+    """``model.json`` of one version (cheap: no tables are read)."""
+    fs, root = fsio.open_store(store)
+    path = version_dir(root, name, version)
+    if not (_VERSION_RE.match(version) and _is_complete(fs, path)):
+        raise NotFoundError(f"version={version!r}: not a complete version of model {name!r}")
+    return fsio.read_json(fs, fsio.join(path, MODEL_JSON))
+
+
 @dataclass
 class PublishedModel:
     """A published version read back from its tables (everything in dense index order)."""
