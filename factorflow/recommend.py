@@ -156,10 +156,12 @@ def _block_top(s: np.ndarray, n: int, start: int) -> tuple[np.ndarray, ...]:
     return users[keep], ranks[keep], top_i[keep], top_s[keep]
 
 
-def similar_items(factors: FactorArrays, item_idx: int, n: int) -> Ranked:
+def similar_items(factors: FactorArrays, item_idx: int, n: int, *,
+                  allowed: np.ndarray | None = None) -> Ranked:
     """The ``n`` items with the highest cosine between item factor vectors (self excluded).
 
     Items with a zero vector (no train ratings) are never returned; asking for one raises.
+    ``allowed`` optionally restricts the candidates (boolean mask over items).
     """
     check_param(0 <= int(item_idx) < factors.n_items, "item_idx", item_idx,
                 f"in [0, {factors.n_items})")
@@ -174,6 +176,8 @@ def similar_items(factors: FactorArrays, item_idx: int, n: int) -> Ranked:
     ok = norms > 0
     cos[ok] = (v[ok] @ v[item_idx]) / (norms[ok] * q)
     cos[item_idx] = -np.inf
+    if allowed is not None:
+        cos[~np.asarray(allowed, dtype=bool)] = -np.inf
     items, s = _rank(cos, int(n))
     return Ranked(items, s)
 

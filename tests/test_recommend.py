@@ -170,7 +170,7 @@ def store(tmp_path):
 def test_cli_recommend_json_known_user(store, capsys):
     path, f, seen = store
     assert main(["recommend", "--store", path, "--model", "als", "--user", "71", "-n", "7",
-                 "--json"]) == 0
+                 "--json", "--min-ratings", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
     u = 7  # raw id 71
     want_i, want_s = brute_top(f, u, 7, seen[u].indices)
@@ -204,7 +204,7 @@ def test_cli_missing_model_exit_2_one_line(tmp_path, capsys):
 def test_cli_fold_in_ratings_and_unknown_items(store, capsys, tmp_path):
     path, f, _ = store
     assert main(["recommend", "--store", path, "--model", "als", "--ratings",
-                 "100=5,105=1,130=4.5", "-n", "4", "--json"]) == 0
+                 "100=5,105=1,130=4.5", "-n", "4", "--json", "--min-ratings", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
     w, b = rec.fold_in(f, np.array([0, 5, 30]), np.array([5, 1, 4.5]), 0.1, False)
     want = rec.top_n_for_vector(f, w, b, 4, np.array([0, 5, 30]))
@@ -213,7 +213,7 @@ def test_cli_fold_in_ratings_and_unknown_items(store, capsys, tmp_path):
     csv_path = tmp_path / "mine.csv"
     csv_path.write_text("movieId,rating\n100,5\n105,1\n130,4.5\n")
     assert main(["recommend", "--store", path, "--model", "als", "--ratings-file", str(csv_path),
-                 "-n", "4", "--json"]) == 0
+                 "-n", "4", "--json", "--min-ratings", "0"]) == 0
     assert json.loads(capsys.readouterr().out) == out
     assert main(["recommend", "--store", path, "--model", "als", "--ratings", "100=5,7=3,abc=2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -227,7 +227,7 @@ def test_cli_table_output_and_similar(store, capsys, tmp_path):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["rank", "item", "score", "title"] and len(lines) == 4
     assert main(["similar", "--store", path, "--model", "als", "--item", "105", "-n", "3",
-                 "--json"]) == 0
+                 "--json", "--min-ratings", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["item"] - 100 for r in out] == rec.similar_items(f, 5, 3).item_idx.tolist()
     assert main(["similar", "--store", path, "--model", "als", "--item", "5"]) == 2
@@ -244,3 +244,15 @@ def test_cli_titles_file(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     titles = {r["item"]: r.get("title") for r in out}
     assert titles == {10: "Heat, The (1995)", 20: "B", 30: "C", 40: None}
+
+
+def test_cli_min_ratings_restricts_candidates(store, capsys):
+    path, f, seen = store
+    counts = np.bincount(seen.indices, minlength=60)
+    assert main(["recommend", "--store", path, "--model", "als", "--user", "71", "-n", "10",
+                 "--json", "--min-ratings", "10"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = rec.top_n(f, 7, 10, seen[7].indices, allowed=counts >= 10)
+    assert [r["item"] - 100 for r in out] == want.item_idx.tolist()
+    assert len(out) == 10 and all(counts[r["item"] - 100] >= 10 for r in out)
+    assert 0 < (counts < 10).sum() and set(want.item_idx) != set(rec.top_n(f, 7, 10, seen[7].indices).item_idx)

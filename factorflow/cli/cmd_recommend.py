@@ -39,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="fold in these ratings (e.g. 318=5,296=4.5) and recommend from them")
     g.add_argument("--ratings-file", metavar="F.csv",
                    help="fold in ratings from a CSV with columns item,rating (header optional)")
+    p.add_argument("--min-ratings", type=int, default=5, metavar="K",
+                   help="only return items with at least K train ratings (default 5; 0 = any)")
     add_store_arg(p)
     p.set_defaults(func=run)
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.store, args.model, args.model_version)
     f = model.factors
     who = f"model {model.name} (version {model.version})"
-    allowed = None if model.item_n_ratings is None else model.item_n_ratings > 0
+    allowed = candidate_items(model, args.min_ratings)
 
     user_idx = None
     if args.user is not None:
@@ -85,17 +87,28 @@ def run(args: argparse.Namespace) -> int:
     elif user_idx is None:
         print(f"user {args.user} is not in {who}: showing popular items instead (fallback)",
               file=sys.stderr)
-        ranked = rec.popular_fallback(f, model.item_n_ratings, args.n)
+        ranked = rec.popular_fallback(f, model.item_n_ratings, args.n,
+                                      min_ratings=max(10, args.min_ratings))
     elif model.user_n_ratings is not None and model.user_n_ratings[user_idx] == 0:
         print(f"user {args.user} has no training ratings in {who}: showing popular items "
               "instead (fallback)", file=sys.stderr)
-        ranked = rec.popular_fallback(f, model.item_n_ratings, args.n, exclude=seen)
+        ranked = rec.popular_fallback(f, model.item_n_ratings, args.n,
+                                      min_ratings=max(10, args.min_ratings), exclude=seen)
     else:
         ranked = rec.top_n(f, user_idx, args.n, seen, allowed=allowed)
 
     titles = title_lookup(model, args.titles)
     print_rows(item_rows(model, ranked, titles), args.json)
     return 0
+
+
+def candidate_items(model: Any, min_ratings: int) -> Any:
+    """Boolean mask of items with ≥ ``min_ratings`` (and ≥ 1) train ratings; None if unrecorded."""
+    if min_ratings < 0:
+        raise ParameterError(f"--min-ratings={min_ratings}: must be >= 0")
+    if model.item_n_ratings is None:
+        return None
+    return model.item_n_ratings >= max(1, min_ratings)
 
 
 def item_rows(model: Any, ranked: Any, titles: Any) -> list[dict[str, Any]]:

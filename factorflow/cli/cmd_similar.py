@@ -22,6 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="model version (default: the one CURRENT names)")
     p.add_argument("--titles", metavar="movies.csv",
                    help="MovieLens movies.csv (movieId,title,...) for titles not stored with the model")
+    p.add_argument("--min-ratings", type=int, default=5, metavar="K",
+                   help="only return items with at least K train ratings (default 5; 0 = any)")
     add_store_arg(p)
     p.set_defaults(func=run)
 
@@ -29,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import recommend as rec
     from ..storage.registry import load_model
-    from .cmd_recommend import item_rows, print_rows, title_lookup
+    from .cmd_recommend import candidate_items, item_rows, print_rows, title_lookup
 
     if args.n < 1:
         raise ParameterError(f"-n={args.n}: must be >= 1")
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if j is None:
         raise NotFoundError(f"--item {args.item}: not in model {model.name} (version {model.version})")
     try:
-        ranked = rec.similar_items(model.factors, j, args.n)
+        ranked = rec.similar_items(model.factors, j, args.n,
+                                   allowed=candidate_items(model, args.min_ratings))
     except ParameterError as exc:
         raise ParameterError(f"--item {args.item}: has a zero factor vector in model {model.name} "
                              f"(no train ratings), so it has no cosine neighbours") from exc
