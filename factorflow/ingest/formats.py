@@ -1,0 +1,335 @@
+"""Ratings file formats: open (decompressing gzip/zip), hash, and detect the layout.
+
+A :class:`FormatSpec` says how pyarrow should read the file (delimiter, header or given
+column names) and which columns hold user, item, rating and (optionally) timestamp.
+Detection looks at the first bytes after decompression; ``--format`` overrides it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import fsspec
+
+from ..errors import InputError, ParameterError
+
+FORMATS = ("movielens-csv", "ml100k", "ml1m", "delimited")
+ROLES = ("user", "item", "rating", "timestamp")
+SAMPLE_BYTES = 64 * 1024
+_ML_CSV_HEADER = {"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"}
+_CANDIDATE_DELIMITERS = (",", "\t", ";", "|", ":", " ")
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """How to read one file. ``roles`` maps user/item/rating[/timestamp] to pyarrow column names.
+
+    ``column_names`` is None when the first line is a header, else the names given to pyarrow.
+    ``separators`` are columns that must be empty (the gaps of ML-1M's ``::``).
+    """
+
+    name: str
+    delimiter: str
+    roles: dict[str, str]
+    column_names: list[str] | None = None
+    header: list[str] | None = None
+    separators: list[str] = field(default_factory=list)
+
+    @property
+    def has_timestamp(self) -> bool:
+        return "timestamp" in self.roles
+
+    @property
+    def first_data_line(self) -> int:
+        return 2 if self.column_names is None else 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"format": self.name, "delimiter": self.delimiter, "columns": dict(self.roles)}
+
+
+# ---------------------------------------------------------------- opening and hashing
+
+
+def source_size_and_hash(source: str, chunk: int = 8 << 20) -> tuple[int, str]:
+    """``(bytes, sha256 hex)`` of the raw (still compressed) bytes of ``source``."""
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with fsspec.open(source, "rb") as f:
+            while True:
+                b = f.read(chunk)
+                if not b:
+                    break
+                h.update(b)
+                n += len(b)
+    except FileNotFoundError:
+        raise InputError(f"{source}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{source}: is a folder, not a ratings file") from None
+    return n, h.hexdigest()
+
+
+class _Counting(io.RawIOBase):
+    """A read-only stream that counts the bytes read from the underlying (compressed) file."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
+
+
+class _Text(io.RawIOBase):
+    """The decompressed byte stream handed to pyarrow; ``raw_count`` = compressed bytes read."""
+
+    def __init__(self, stream: IO[bytes], raw_count: Any) -> None:
+        self._stream = stream
+        self._raw_count = raw_count
+
+    @property
+    def raw_count(self) -> int:
+        """Bytes of the source file (compressed, as stored) consumed so far."""
+        return int(self._raw_count())
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def readinto(self, b: Any) -> int:
+        data = self._stream.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+@contextmanager
+def open_text(source: str) -> Iterator[_Text]:
+    """Open ``source`` (path or fsspec URL) as a decompressed byte stream (gzip / single-member zip)."""
+    try:
+        raw_cm = fsspec.open(source, "rb")
+        raw = raw_cm.open()
+    except FileNotFoundError:
+        raise InputError(f"{source}: file not found") from None
+    try:
+        counter = _Counting(raw)
+        buffered = io.BufferedReader(counter, buffer_size=1 << 20)
+        magic = buffered.peek(4)[:4]
+        if magic[:2] == b"\x1f\x8b":
+            yield _Text(gzip.GzipFile(fileobj=buffered, mode="rb"), lambda: counter.count)
+        elif magic == b"PK\x03\x04":  # zip needs seeking: read the member from the raw file
+            yield _Text(_open_zip_member(source, raw), raw.tell)
+        else:
+            yield _Text(buffered, lambda: counter.count)
+    finally:
+        raw.close()
+
+
+def _open_zip_member(source: str, raw: IO[bytes]) -> IO[bytes]:
+    raw.seek(0)
+    try:
+        zf = zipfile.ZipFile(raw)
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{source}: not a readable zip file ({exc})") from None
+    members = [m for m in zf.infolist() if not m.is_dir()]
+    if len(members) != 1:
+        names = ", ".join(m.filename for m in members[:5]) or "none"
+        raise InputError(f"{source}: zip has {len(members)} files ({names}); expected exactly one ratings file")
+    return zf.open(members[0])
+
+
+def read_sample(source: str) -> bytes:
+    """The first ``SAMPLE_BYTES`` of the decompressed content (gzip/zip errors become InputError)."""
+    with open_text(source) as f:
+        try:
+            return f.read(SAMPLE_BYTES)
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{source}: cannot decompress ({exc})") from None
+
+
+# ---------------------------------------------------------------- detection
+
+
+def _first_line(source: str, sample: bytes) -> str:
+    if not sample.strip():
+        raise InputError(f"{source}: empty file (no rows)")
+    if b"\x00" in sample:
+        raise InputError(f"{source}: looks like binary data, not a text ratings file (NUL bytes in the first {len(sample)} bytes)")
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
+            raise InputError(
+                f"{source}: looks like binary data, not a UTF-8 text ratings file (invalid byte at offset {exc.start})"
+            ) from None
+        text = sample[: exc.start].decode("utf-8")
+    text = text.lstrip("\ufeff")
+    bad = sum(1 for c in text if not (c.isprintable() or c in "\r\n\t"))
+    if bad > max(4, len(text) // 100):
+        raise InputError(f"{source}: looks like binary data, not a text ratings file ({bad} control characters in the first {len(text)})")
+    for line in text.splitlines():
+        if line.strip():
+            return line
+    raise InputError(f"{source}: empty file (no rows)")  # pragma: no cover - caught by strip() above
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter)) if len(delimiter) == 1 else line.split(delimiter)
+
+
+def _likely_delimiter(line: str) -> str | None:
+    counts = {d: line.count(d) for d in _CANDIDATE_DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else None
+
+
+def _delim_hint(line: str, used: str) -> str:
+    d = _likely_delimiter(line)
+    if d is not None and d != used:
+        return f"; the line looks {d!r}-separated (wrong delimiter? try --format delimited --delimiter {d!r})"
+    return ""
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_columns(text: str | dict[str, str] | None) -> dict[str, str] | None:
+    """``"user=u,item=i,rating=r[,timestamp=t]"`` (or a dict) → validated role → column map."""
+    if text is None:
+        return None
+    if isinstance(text, str):
+        mapping: dict[str, str] = {}
+        for part in text.split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            if not sep or not value.strip():
+                raise ParameterError(f"--columns={text!r}: must be ROLE=COLUMN pairs, e.g. user=userId,item=movieId,rating=rating")
+            mapping[key.strip()] = value.strip()
+    else:
+        mapping = dict(text)
+    unknown = sorted(set(mapping) - set(ROLES))
+    missing = [r for r in ROLES[:3] if r not in mapping]
+    if unknown or missing:
+        raise ParameterError(
+            f"--columns={mapping!r}: must map user, item and rating (timestamp optional)"
+            + (f"; unknown roles {unknown}" if unknown else "")
+            + (f"; missing {missing}" if missing else "")
+        )
+    return mapping
+
+
+def detect_format(
+    source: str,
+    sample: bytes,
+    fmt: str | None = None,
+    columns: dict[str, str] | None = None,
+    delimiter: str | None = None,
+) -> FormatSpec:
+    """Pick the format from the first line (or honour ``fmt``); check header/columns/delimiter.
+
+    Raises ``InputError`` for an empty or binary file, a missing header column, or a first line
+    that does not split into the expected columns (usually a wrong delimiter).
+    """
+    if fmt is not None and fmt not in FORMATS:
+        raise ParameterError(f"--format={fmt!r}: must be one of {', '.join(FORMATS)}")
+    line = _first_line(source, sample)
+    if fmt is None:
+        if columns is not None:
+            fmt = "delimited"
+        elif "::" in line:
+            fmt = "ml1m"
+        elif {"userid", "movieid", "rating"} <= {c.strip().lower() for c in _split(line, ",")}:
+            fmt = "movielens-csv"
+        elif len(f := line.split("\t")) == 4 and all(_is_number(x) for x in f):
+            fmt = "ml100k"
+        else:
+            raise InputError(
+                f"{source}: line 1 {line[:80]!r}: cannot detect the format; pass --format "
+                "(movielens-csv, ml100k, ml1m, or delimited with --columns user=..,item=..,rating=..[,timestamp=..])"
+                + _delim_hint(line, ",")
+            )
+    if fmt == "ml1m":
+        return _fixed(source, line, fmt, ":", ["user", "_s1", "item", "_s2", "rating", "_s3", "timestamp"], "::")
+    if fmt == "ml100k":
+        return _fixed(source, line, fmt, "\t", ["user", "item", "rating", "timestamp"], "\t")
+    if fmt == "movielens-csv":
+        header = _split(line, ",")
+        lower = {c.strip().lower(): c for c in header}
+        missing = [v for v in ("userId", "movieId", "rating") if v.lower() not in lower]
+        if missing:
+            raise InputError(
+                f"{source}: line 1: header {header[:8]} lacks column(s) {', '.join(missing)} "
+                f"(movielens-csv needs userId,movieId,rating[,timestamp])" + _delim_hint(line, ",")
+            )
+        roles = {r: lower[c.lower()] for r, c in _ML_CSV_HEADER.items() if c.lower() in lower}
+        return FormatSpec(fmt, ",", roles, header=header)
+    # delimited
+    if columns is None:
+        raise ParameterError("--columns: required with --format delimited (e.g. user=userId,item=movieId,rating=rating)")
+    columns = parse_columns(columns)
+    assert columns is not None
+    delim = delimiter if delimiter else (_likely_delimiter(line) or ",")
+    if delim == "\\t":
+        delim = "\t"
+    if len(delim) != 1:
+        raise ParameterError(f"--delimiter={delim!r}: must be one character")
+    fields = _split(line, delim)
+    if all(v.isdigit() for v in columns.values()):  # 1-based positions, no header
+        names = [f"c{i + 1}" for i in range(len(fields))]
+        bad = [v for v in columns.values() if not 1 <= int(v) <= len(fields)]
+        if bad:
+            raise InputError(
+                f"{source}: line 1 has {len(fields)} field(s) split on {delim!r}; --columns positions {bad} are out of range"
+                + _delim_hint(line, delim)
+            )
+        return FormatSpec(fmt, delim, {r: f"c{v}" for r, v in columns.items()}, column_names=names)
+    header = fields
+    stripped = {c.strip(): c for c in header}
+    missing = [v for v in columns.values() if v not in header and v not in stripped]
+    if missing:
+        raise InputError(
+            f"{source}: line 1: header {header[:8]} (split on {delim!r}) lacks column(s) {', '.join(missing)} named in --columns"
+            + _delim_hint(line, delim)
+        )
+    roles = {r: v if v in header else stripped[v] for r, v in columns.items()}
+    return FormatSpec(fmt, delim, roles, header=header)
+
+
+def _fixed(source: str, line: str, fmt: str, delim: str, names: list[str], shown: str) -> FormatSpec:
+    n = len(line.split(delim))
+    if n != len(names):
+        expected = len([c for c in names if not c.startswith("_s")])
+        raise InputError(
+            f"{source}: line 1 {line[:80]!r} does not split into {expected} fields on {shown!r} as {fmt} needs"
+            + _delim_hint(line, delim)
+        )
+    roles = {c: c for c in names if not c.startswith("_s")}
+    return FormatSpec(fmt, delim, roles, column_names=names, separators=[c for c in names if c.startswith("_s")])

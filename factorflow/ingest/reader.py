@@ -1,0 +1,340 @@
+"""Stream one ratings file into compact arrays, validating every row.
+
+Two passes at most. The *fast path* lets pyarrow convert rating (float64) and timestamp
+(int64) itself, with parallel read-ahead, and accepts a batch only if every row is valid.
+At the first problem (a conversion error, a wrong column count, an empty field, a
+non-finite or out-of-range rating) it gives up and the file is re-read on the *robust path*:
+every column as a string, serial parsing (so pyarrow reports physical line numbers of
+malformed rows), vectorized checks per batch, and each bad row recorded with its 1-based
+line number, its text and a reason. Per kept row only int32 user/item index, float32 rating
+and int64 timestamp stay in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pv
+
+from ..errors import InputError
+from ..progress import Progress, report
+from .formats import FormatSpec, open_text
+from .ids import IdMap
+
+BLOCK_SIZE = 16 << 20
+REASONS = (
+    "",
+    "wrong column count",
+    "missing field",
+    "non-numeric rating",
+    "non-finite rating",
+    "unparsable timestamp",
+    "rating out of range",
+)
+_WRONG_COUNT, _MISSING, _NON_NUMERIC, _NON_FINITE, _BAD_TS, _OUT_OF_RANGE = range(1, 7)
+_FLOAT_RE = r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_NONFINITE_RE = r"^[+-]?(nan|inf|infinity)$"
+_INT_RE = r"^-?[0-9]{1,18}$"
+
+
+class _NeedRobust(Exception):
+    """The fast path met a row it cannot vouch for."""
+
+
+@dataclass
+class Rejects:
+    """Rejected rows of one source: 1-based physical line, raw text, reason code."""
+
+    lines: list[np.ndarray] = field(default_factory=list)
+    raws: list[pa.Array] = field(default_factory=list)
+    codes: list[np.ndarray] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, lines: np.ndarray, raws: pa.Array, codes: np.ndarray) -> None:
+        if len(lines):
+            self.lines.append(np.asarray(lines, np.int64))
+            self.raws.append(raws.cast(pa.string()))
+            self.codes.append(np.asarray(codes, np.int8))
+            self.count += len(lines)
+
+    def table(self, source: str) -> pa.Table:
+        """Sorted by line: ``source, line, raw, reason``."""
+        if not self.count:
+            lines, raws, codes = np.zeros(0, np.int64), pa.array([], pa.string()), np.zeros(0, np.int8)
+        else:
+            lines = np.concatenate(self.lines)
+            raws = pa.concat_arrays(self.raws)
+            codes = np.concatenate(self.codes)
+        order = np.argsort(lines, kind="stable")
+        reasons = np.array(REASONS, dtype=object)[codes[order]]
+        return pa.table(
+            {
+                "source": pa.array([source] * len(order), pa.string()),
+                "line": pa.array(lines[order], pa.int64()),
+                "raw": raws.take(pa.array(order, pa.int64())),
+                "reason": pa.array(reasons.tolist(), pa.string()),
+            }
+        )
+
+    def first(self, k: int = 5) -> list[tuple[int, str]]:
+        """The first ``k`` bad lines as ``(line, reason)``."""
+        if not self.count:
+            return []
+        lines = np.concatenate(self.lines)
+        codes = np.concatenate(self.codes)
+        order = np.argsort(lines, kind="stable")[:k]
+        return [(int(lines[j]), REASONS[codes[j]]) for j in order]
+
+
+@dataclass
+class FileRows:
+    """What one source yielded: valid rows (provisional id indices) and rejects."""
+
+    source: str
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray
+    timestamp: np.ndarray
+    rows_read: int
+    rejects: Rejects
+    path: str  # "fast" or "robust"
+
+
+class _Acc:
+    def __init__(self) -> None:
+        self.u: list[np.ndarray] = []
+        self.i: list[np.ndarray] = []
+        self.r: list[np.ndarray] = []
+        self.t: list[np.ndarray] = []
+        self.n_valid = 0
+        self.rows_read = 0
+
+    def add(self, u: np.ndarray, i: np.ndarray, r: np.ndarray, t: np.ndarray | None) -> None:
+        n = len(u)
+        if t is None:  # no timestamp column: file order stands in for time
+            t = np.arange(self.n_valid, self.n_valid + n, dtype=np.int64)
+        self.u.append(u)
+        self.i.append(i)
+        self.r.append(r.astype(np.float32))
+        self.t.append(np.asarray(t, np.int64))
+        self.n_valid += n
+
+    def rows(self, source: str, rejects: Rejects, path: str) -> FileRows:
+        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+            out = np.concatenate(parts) if parts else np.zeros(0, dtype)
+            parts.clear()
+            return out
+
+        return FileRows(
+            source,
+            cat(self.u, np.int32),
+            cat(self.i, np.int32),
+            cat(self.r, np.float32),
+            cat(self.t, np.int64),
+            self.rows_read,
+            rejects,
+            path,
+        )
+
+
+def read_rows(
+    source: str,
+    spec: FormatSpec,
+    users: IdMap,
+    items: IdMap,
+    rating_range: tuple[float, float] | None = None,
+    progress: Progress | None = None,
+    total_bytes: int | None = None,
+    block_size: int = BLOCK_SIZE,
+) -> FileRows:
+    """Read ``source`` per ``spec``: fast path first, robust path if any row is not clean."""
+    mark = users.n, items.n
+    try:
+        return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, robust=False)
+    except _NeedRobust:
+        users.truncate(mark[0])
+        items.truncate(mark[1])
+        return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, robust=True)
+
+
+def _read(
+    source: str,
+    spec: FormatSpec,
+    users: IdMap,
+    items: IdMap,
+    rating_range: tuple[float, float] | None,
+    progress: Progress | None,
+    total_bytes: int | None,
+    block_size: int,
+    robust: bool,
+) -> FileRows:
+    invalid_lines: list[int] = []
+    invalid_texts: list[str] = []
+    bad_seen = [False]
+
+    def on_invalid(row: pv.InvalidRow) -> str:
+        if not robust:
+            bad_seen[0] = True
+        else:
+            invalid_lines.append(row.number if row.number is not None else -1)
+            invalid_texts.append(row.text)
+        return "skip"
+
+    all_cols = spec.column_names or spec.header or []
+    if robust:
+        types = {c: pa.string() for c in all_cols}
+        include = None
+    else:
+        types = {spec.roles["user"]: pa.string(), spec.roles["item"]: pa.string(), spec.roles["rating"]: pa.float64()}
+        if spec.has_timestamp:
+            types[spec.roles["timestamp"]] = pa.int64()
+        types.update({c: pa.null() for c in spec.separators})
+        include = list(types)
+    read_opts = pv.ReadOptions(block_size=block_size, use_threads=not robust, column_names=spec.column_names)
+    parse_opts = pv.ParseOptions(delimiter=spec.delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=not robust)
+    conv_opts = pv.ConvertOptions(
+        column_types=types,
+        include_columns=include,
+        null_values=[] if robust else [""],
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    acc = _Acc()
+    rejects = Rejects()
+    n_delivered = 0
+    with open_text(source) as stream:
+        try:
+            reader = pv.open_csv(stream, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
+            for batch in reader:
+                if not robust:
+                    if bad_seen[0]:
+                        raise _NeedRobust
+                    _fast_batch(batch, spec, users, items, rating_range, acc)
+                else:
+                    _robust_batch(batch, spec, users, items, rating_range, acc, rejects, n_delivered, invalid_lines)
+                n_delivered += batch.num_rows
+                report(progress, stream.raw_count, total_bytes, source)
+            if bad_seen[0]:
+                raise _NeedRobust
+        except pa.ArrowInvalid as exc:
+            if not robust:
+                raise _NeedRobust from exc
+            msg = str(exc).splitlines()[0]
+            if "UTF8" in msg or "utf8" in msg.lower():
+                raise InputError(f"{source}: not valid UTF-8 text ({msg})") from None
+            raise InputError(f"{source}: cannot parse as {spec.name} ({msg})") from None
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{source}: cannot read or decompress ({exc})") from None
+    if invalid_lines:
+        lines = np.asarray(invalid_lines, np.int64)
+        rejects.add(lines, pa.array(invalid_texts, pa.string()), np.full(len(lines), _WRONG_COUNT, np.int8))
+        acc.rows_read += len(lines)
+    return acc.rows(source, rejects, "robust" if robust else "fast")
+
+
+def _has_empty(col: pa.Array) -> bool:
+    return len(col) > 0 and pc.min(pc.binary_length(col)).as_py() == 0
+
+
+def _fast_batch(
+    batch: pa.RecordBatch,
+    spec: FormatSpec,
+    users: IdMap,
+    items: IdMap,
+    rating_range: tuple[float, float] | None,
+    acc: _Acc,
+) -> None:
+    roles = spec.roles
+    u, i, r = batch.column(roles["user"]), batch.column(roles["item"]), batch.column(roles["rating"])
+    if _has_empty(u) or _has_empty(i) or r.null_count:
+        raise _NeedRobust
+    rv = r.to_numpy()
+    if not np.isfinite(rv).all():
+        raise _NeedRobust
+    if rating_range is not None and ((rv < rating_range[0]) | (rv > rating_range[1])).any():
+        raise _NeedRobust
+    tv = None
+    if spec.has_timestamp:
+        t = batch.column(roles["timestamp"])
+        if t.null_count:
+            raise _NeedRobust
+        tv = t.to_numpy()
+    acc.add(users.encode(u), items.encode(i), rv, tv)
+    acc.rows_read += batch.num_rows
+
+
+def _lines_of(k: np.ndarray, first_line: int, invalid_lines: list[int]) -> np.ndarray:
+    """Physical line of delivered row ordinals ``k``, given the (skipped) malformed lines so far.
+
+    Malformed line j (0-based, sorted) sits after ``g_j = line_j - first_line - j`` delivered
+    rows, so row k is shifted down by the number of malformed lines with ``g_j <= k``.
+    """
+    inv = np.sort(np.asarray(invalid_lines, np.int64))
+    g = inv - first_line - np.arange(len(inv))
+    return first_line + k + np.searchsorted(g, k, side="right")
+
+
+def _robust_batch(
+    batch: pa.RecordBatch,
+    spec: FormatSpec,
+    users: IdMap,
+    items: IdMap,
+    rating_range: tuple[float, float] | None,
+    acc: _Acc,
+    rejects: Rejects,
+    row0: int,
+    invalid_lines: list[int],
+) -> None:
+    roles = spec.roles
+    lengths = [pc.binary_length(c).to_numpy(zero_copy_only=False) for c in batch.columns]
+    blank = np.logical_and.reduce([x == 0 for x in lengths])  # an empty line (all fields empty)
+    u, i = batch.column(roles["user"]), batch.column(roles["item"])
+    r = pc.utf8_trim_whitespace(batch.column(roles["rating"]))
+    missing = (
+        (pc.binary_length(u).to_numpy() == 0)
+        | (pc.binary_length(i).to_numpy() == 0)
+        | (pc.binary_length(r).to_numpy() == 0)
+    )
+    tv = t_ok = None
+    if spec.has_timestamp:
+        t = pc.utf8_trim_whitespace(batch.column(roles["timestamp"]))
+        missing |= pc.binary_length(t).to_numpy() == 0
+        t_ok = pc.match_substring_regex(t, _INT_RE).to_numpy(zero_copy_only=False)
+        tv = pc.cast(pc.if_else(pa.array(t_ok), t, "0"), pa.int64()).to_numpy()
+    wrong_count = np.zeros(batch.num_rows, bool)
+    for c in spec.separators:
+        wrong_count |= pc.binary_length(batch.column(c)).to_numpy() != 0
+    is_num = pc.match_substring_regex(r, _FLOAT_RE).to_numpy(zero_copy_only=False)
+    is_nonfinite = pc.match_substring_regex(r, _NONFINITE_RE, ignore_case=True).to_numpy(zero_copy_only=False)
+    rv = pc.cast(pc.if_else(pa.array(is_num), r, "0"), pa.float64()).to_numpy()
+    # first matching reason wins, in this order
+    conds = [wrong_count, missing, ~is_num & ~is_nonfinite, is_nonfinite | ~np.isfinite(rv)]
+    codes = [_WRONG_COUNT, _MISSING, _NON_NUMERIC, _NON_FINITE]
+    if t_ok is not None:
+        conds.append(~t_ok)
+        codes.append(_BAD_TS)
+    if rating_range is not None:
+        conds.append((rv < rating_range[0]) | (rv > rating_range[1]))
+        codes.append(_OUT_OF_RANGE)
+    code = np.select(conds, codes, default=0).astype(np.int8)
+    code[blank] = 0
+    good = (code == 0) & ~blank
+    bad = np.flatnonzero(code != 0)
+    if len(bad):
+        lines = _lines_of(row0 + bad, spec.first_data_line, invalid_lines)
+        idx = pa.array(bad, pa.int64())
+        # the fields re-joined with the delimiter (ml1m: ':' between 7 fields gives back '::')
+        raw = pc.binary_join_element_wise(*[c.take(idx) for c in batch.columns], spec.delimiter)
+        rejects.add(lines, raw, code[bad])
+    keep = pa.array(good)
+    if good.all():
+        uk, ik = u, i
+    else:
+        uk, ik = pc.filter(u, keep), pc.filter(i, keep)
+        rv = rv[good]
+        tv = tv[good] if tv is not None else None
+    acc.add(users.encode(uk), items.encode(ik), rv, tv)
+    acc.rows_read += int(batch.num_rows - blank.sum())

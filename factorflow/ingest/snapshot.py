@@ -1,0 +1,287 @@
+"""Ratings file(s) → one content-addressed snapshot folder.
+
+``ingest_source`` hashes the source, returns the existing snapshot if that id is already in
+the store (nothing parsed), else reads the file(s) (``reader``), checks the reject fraction,
+assigns dense ids in sorted raw-id order, resolves duplicate (user, item) pairs (latest
+timestamp, then last seen), sorts by (user, item) and writes everything into a temporary
+folder that is renamed into place last (``storage.fs.atomic_dir``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import warnings
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataWarning, InputError, ParameterError, check_param
+from ..progress import Progress
+from ..storage import datasets as ds
+from ..storage.datasets import SnapshotRef
+from ..storage.fs import atomic_dir, join, open_store, read_json, write_json
+from ..storage.layout import snapshot_dir
+from .formats import FORMATS, detect_format, parse_columns, read_sample, source_size_and_hash
+from .ids import IdMap
+from .reader import FileRows, read_rows
+
+SCHEMA_VERSION = 1
+ROW_GROUP = 1 << 20
+MAX_RATING_VALUES = 100
+_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zip")
+
+
+def default_name(source: str) -> str:
+    """Dataset name from the file name: ``.../ratings.csv.gz`` → ``ratings``, sanitized."""
+    base = posixpath.basename(source.rstrip("/").split("::")[-1].split("?")[0])
+    for suffix in _COMPRESSION_SUFFIXES:
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+    stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+    return _sanitize(stem)
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-") or "dataset"
+
+
+def snapshot_id(source_sha: str, test_sha: str | None, options: dict[str, Any]) -> str:
+    """First 16 hex digits of the source's SHA-256; with a test file or explicit options, of both."""
+    if test_sha is None and all(v is None for v in options.values()):
+        return source_sha[:16]
+    blob = json.dumps({"source": source_sha, "test_source": test_sha, **options}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def ingest_source(
+    source: str,
+    store: str,
+    name: str | None = None,
+    *,
+    fmt: str | None = None,
+    columns: dict[str, str] | str | None = None,
+    delimiter: str | None = None,
+    rating_range: tuple[float, float] | None = None,
+    max_reject_fraction: float = 0.01,
+    test_source: str | None = None,
+    progress: Progress | None = None,
+) -> SnapshotRef:
+    """Ingest ``source`` (and ``test_source``) into ``STORE/datasets/NAME/SNAPSHOT`` and return it.
+
+    Re-ingesting the same bytes with the same options returns the existing snapshot with
+    ``reused=True`` after only hashing the file(s). Raises ``InputError`` (one line naming the
+    file) for an unreadable file or when more than ``max_reject_fraction`` of rows are rejected;
+    nothing is written then.
+    """
+    source, store = os.fspath(source), os.fspath(store)
+    check_param(0.0 <= max_reject_fraction <= 1.0, "max_reject_fraction", max_reject_fraction, "in [0, 1]")
+    if fmt is not None and fmt not in FORMATS:
+        raise ParameterError(f"--format={fmt!r}: must be one of {', '.join(FORMATS)}")
+    cols = parse_columns(columns)
+    if rating_range is not None:
+        lo, hi = (float(x) for x in rating_range)
+        check_param(np.isfinite([lo, hi]).all() and lo <= hi, "rating_range", rating_range, "LOW,HIGH with LOW <= HIGH")
+        rating_range = (lo, hi)
+    name = _sanitize(name) if name else default_name(source)
+
+    nbytes, sha = source_size_and_hash(source)
+    test_info = source_size_and_hash(test_source) if test_source else None
+    options = {
+        "format": fmt,
+        "columns": cols,
+        "delimiter": delimiter,
+        "rating_range": list(rating_range) if rating_range else None,
+    }
+    snap = snapshot_id(sha, test_info[1] if test_info else None, options)
+    fs, root = open_store(store)
+    path = snapshot_dir(root, name, snap)
+    if fs.exists(join(path, ds.MANIFEST_FILE)):
+        return SnapshotRef(store, name, snap, path, read_json(fs, join(path, ds.MANIFEST_FILE)), reused=True)
+
+    spec = detect_format(source, read_sample(source), fmt, cols, delimiter)
+    users, items = IdMap(), IdMap()
+    total = nbytes + (test_info[0] if test_info else 0)
+    train = read_rows(source, spec, users, items, rating_range, progress, total)
+    _check_rejects(train, max_reject_fraction)
+    test = None
+    if test_source:
+        test_spec = detect_format(test_source, read_sample(test_source), fmt or spec.name, cols, delimiter)
+        test = read_rows(test_source, test_spec, users, items, rating_range, progress, total)
+        _check_rejects(test, max_reject_fraction)
+
+    remap_u, user_ids = users.finalize()
+    remap_i, item_ids = items.finalize()
+    train_tab, train_dup = _finalize(train, remap_u, remap_i, len(item_ids))
+    test_tab, test_dup = _finalize(test, remap_u, remap_i, len(item_ids)) if test else (None, 0)
+    kept = [train_tab] + ([test_tab] if test_tab is not None else [])
+    ratings = _rating_stats(source, [t.column("rating").to_numpy() for t in kept], rating_range)
+
+    manifest: dict[str, Any] = {
+        "snapshot": snap,
+        "dataset": name,
+        "schema_version": SCHEMA_VERSION,
+        "format": spec.name,
+        "delimiter": spec.delimiter,
+        "columns": dict(spec.roles),
+        "source": {"url": source, "sha256": sha, "bytes": nbytes},
+        "rows_read": train.rows_read,
+        "rows_kept": train_tab.num_rows,
+        "rows_rejected": train.rejects.count,
+        "rows_duplicate": train_dup,
+        "read_path": train.path,
+        "n_users": len(user_ids),
+        "n_items": len(item_ids),
+        "has_timestamp": spec.has_timestamp,
+        **ratings,
+        **_ts_stats(kept),
+    }
+    if test is not None and test_tab is not None and test_info is not None:
+        manifest["test_source"] = {
+            "url": test_source,
+            "sha256": test_info[1],
+            "bytes": test_info[0],
+            "rows_read": test.rows_read,
+            "rows_kept": test_tab.num_rows,
+            "rows_rejected": test.rejects.count,
+            "rows_duplicate": test_dup,
+        }
+        manifest["n_test"] = test_tab.num_rows
+    rejects = pa.concat_tables([train.rejects.table(source)] + ([test.rejects.table(test_source)] if test else []))
+    tables = {
+        ds.RATINGS_FILE: train_tab,
+        ds.USERS_FILE: pa.table({"user_idx": pa.array(np.arange(len(user_ids), dtype=np.int32)), "user_id": user_ids}),
+        ds.ITEMS_FILE: pa.table({"item_idx": pa.array(np.arange(len(item_ids), dtype=np.int32)), "item_id": item_ids}),
+        ds.REJECTS_FILE: rejects,
+    }
+    if test_tab is not None:
+        tables[ds.GIVEN_TEST_FILE] = test_tab
+    try:
+        with atomic_dir(fs, path) as tmp:
+            for filename, table in tables.items():
+                _write_parquet(fs, join(tmp, filename), table)
+            manifest["created_at"] = datetime.now(timezone.utc).isoformat()
+            write_json(fs, join(tmp, ds.MANIFEST_FILE), manifest)
+    except FileExistsError:  # a concurrent ingest of the same bytes won: same content
+        return SnapshotRef(store, name, snap, path, read_json(fs, join(path, ds.MANIFEST_FILE)), reused=True)
+    return SnapshotRef(store, name, snap, path, manifest, reused=False)
+
+
+def _write_parquet(fs: Any, path: str, table: pa.Table) -> None:
+    with fs.open(path, "wb") as f:
+        pq.write_table(table, f, row_group_size=ROW_GROUP)
+
+
+def _check_rejects(rows: FileRows, max_fraction: float) -> None:
+    """One-line ``InputError`` when no rows, no valid rows, or too many rejects."""
+    if rows.rows_read == 0:
+        raise InputError(f"{rows.source}: no data rows (only a header or blank lines)")
+    n_bad = rows.rejects.count
+    frac = n_bad / rows.rows_read
+    first = ", ".join(f"{line} ({reason})" for line, reason in rows.rejects.first(5))
+    if frac > max_fraction:
+        raise InputError(
+            f"{rows.source}: {n_bad} of {rows.rows_read} rows rejected ({_pct(frac)} > --max-reject-fraction "
+            f"{_pct(max_fraction)}); first bad lines: {first}"
+        )
+    if len(rows.rating) == 0:
+        raise InputError(f"{rows.source}: no valid rows; first bad lines: {first}")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.3g}%"
+
+
+def _rating_stats(source: str, parts: list[np.ndarray], declared: tuple[float, float] | None) -> dict[str, Any]:
+    """rating_min/max/values over the kept rows, and the range used (declared or inferred)."""
+    r = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    lo, hi = float(r.min()), float(r.max())
+    values = np.unique(r)
+    listed = [float(str(v)) for v in values] if len(values) <= MAX_RATING_VALUES else None
+    if declared is None:
+        odd = []
+        if hi > 10:
+            odd.append(f"max {hi:g} > 10")
+        if lo < 0:
+            odd.append(f"min {lo:g} < 0")
+        if hi <= 5 and not np.all(values * 2 == np.round(values * 2)):
+            odd.append("values that are not half stars on a 5-star scale")
+        if odd:
+            warnings.warn(
+                f"{source}: ratings look unusual ({'; '.join(odd)}); pass --rating-range LOW,HIGH "
+                "to reject values outside it",
+                DataWarning,
+                stacklevel=3,
+            )
+    rng = list(declared) if declared else [float(str(np.float32(lo))), float(str(np.float32(hi)))]
+    return {
+        "rating_min": float(str(np.float32(lo))),
+        "rating_max": float(str(np.float32(hi))),
+        "rating_values": listed,
+        "rating_range": rng,
+        "rating_range_declared": declared is not None,
+    }
+
+
+def _ts_stats(tables: list[pa.Table]) -> dict[str, Any]:
+    mins = [t.column("timestamp").to_numpy().min() for t in tables if t.num_rows]
+    maxs = [t.column("timestamp").to_numpy().max() for t in tables if t.num_rows]
+    return {
+        "timestamp_min": int(min(mins)) if mins else None,
+        "timestamp_max": int(max(maxs)) if maxs else None,
+    }
+
+
+def _finalize(rows: FileRows, remap_u: np.ndarray, remap_i: np.ndarray, n_items: int) -> tuple[pa.Table, int]:
+    """Final indices, duplicates resolved (latest timestamp, then last seen), sorted by (user, item)."""
+    u = remap_u[rows.user]
+    rows.user = np.zeros(0, np.int32)
+    i = remap_i[rows.item]
+    rows.item = np.zeros(0, np.int32)
+    sel = resolve_duplicates(u, i, rows.timestamp, n_items)
+    n_dup = len(u) - len(sel)
+    cols = {
+        "user_idx": u.take(sel),
+        "item_idx": i.take(sel),
+        "rating": rows.rating.take(sel),
+        "timestamp": rows.timestamp.take(sel),
+    }
+    del u, i
+    rows.rating = rows.timestamp = np.zeros(0)
+    return pa.table({k: pa.array(v) for k, v in cols.items()}), n_dup
+
+
+def resolve_duplicates(u: np.ndarray, i: np.ndarray, t: np.ndarray, n_items: int) -> np.ndarray:
+    """Row positions to keep, in (user, item) order: per pair the latest ``t``, ties → last in file.
+
+    Stable sort by key = user * n_items + item; only rows of pairs seen more than once are
+    re-sorted by (key, t), again stably, and the last of each group wins.
+    """
+    key = u.astype(np.int64) * max(n_items, 1) + i
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    n = len(key)
+    if n == 0:
+        return order
+    starts = np.empty(n, bool)
+    starts[0] = True
+    np.not_equal(key[1:], key[:-1], out=starts[1:])
+    ends = np.empty(n, bool)
+    ends[-1] = True
+    ends[:-1] = starts[1:]
+    keep = starts & ends
+    if keep.all():
+        return order
+    p = np.flatnonzero(~keep)  # positions (in sorted order) of rows in repeated pairs
+    sub = p[np.lexsort((t[order[p]], key[p]))]
+    last = np.empty(len(sub), bool)
+    last[-1] = True
+    np.not_equal(key[sub[1:]], key[sub[:-1]], out=last[:-1])
+    keep[sub[last]] = True
+    return order[keep]
