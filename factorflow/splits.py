@@ -221,6 +221,24 @@ def load_split(path: str) -> SplitRef:
     return SplitRef(path=url_of(fs, p), split=manifest.get("split", posixpath.basename(p)), manifest=manifest)
 
 
+def resolve_split(snapshot: SnapshotRef, split: str) -> SplitRef:
+    """The split ``split`` of ``snapshot``; ``NotFoundError`` lists the splits that exist."""
+    fs, snap_path, _ = _snapshot_location(snapshot)
+    path = split_dir(snap_path, split)
+    if not fs.exists(join(path, "manifest.json")):
+        root = join(snap_path, "splits")
+        have = sorted(
+            posixpath.basename(str(p).rstrip("/"))
+            for p in (fs.ls(root, detail=False) if fs.exists(root) else [])
+            if not posixpath.basename(str(p).rstrip("/")).startswith(".")
+        )
+        raise NotFoundError(
+            f"split {split!r} not found in snapshot {snap_path}; splits there: "
+            f"{', '.join(have) or 'none'} (make one with `factorflow split`)"
+        )
+    return load_split(url_of(fs, path))
+
+
 def read_train(ref: SplitRef) -> pa.Table:
     """Train rows: ``user_idx int32, item_idx int32, rating float32, timestamp int64``."""
     fs, p = open_store(ref.path)

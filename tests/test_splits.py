@@ -273,3 +273,21 @@ def test_ml_latest_small_random_split(tmp_path):
     assert 0 < m["n_test_cold_item"] < 0.05 * m["n_test"] and m["n_test_cold_user"] == 0
     pu = make_split(snap, "temporal", test_fraction=0.2, per_user=True).manifest
     assert pu["n_test_cold_user"] == 0 and 0.19 < pu["n_test"] / len(df) < 0.21
+
+
+def test_split_of_ingested_snapshot_matches_direct_snapshot(tmp_path):
+    from factorflow.ingest import ingest_source
+
+    snap = ingest_source(ML_SMALL, str(tmp_path / "store"), "ml")
+    ref = make_split(snap, "random", test_fraction=0.2, seed=42)
+    assert ref.path.startswith(snap.path) and ref.manifest["snapshot"] == snap.snapshot
+    raw = pd.read_csv(ML_SMALL)
+    users, items = np.sort(raw.userId.unique()), np.sort(raw.movieId.unique())
+    df = pd.DataFrame({
+        "user_idx": np.searchsorted(users, raw.userId), "item_idx": np.searchsorted(items, raw.movieId),
+        "rating": raw.rating, "timestamp": raw.timestamp,
+    })  # fmt: skip
+    direct = make_split(write_snapshot(tmp_path / "d", "ml", df, len(users), len(items)), "random")
+    assert _pairs(read_test(ref)) == _pairs(read_test(direct))
+    keys = ("n_train", "n_test", "n_test_cold_user", "n_test_cold_item", "n_test_cold", "n_users", "n_items")
+    assert {k: ref.manifest[k] for k in keys} == {k: direct.manifest[k] for k in keys}
