@@ -266,6 +266,11 @@ def _fast_batch(
     acc.rows_read += batch.num_rows
 
 
+def _number_text(col: pa.Array) -> pa.Array:
+    """Trim whitespace and drop one leading '+' so pyarrow's cast accepts what the regexes allow."""
+    return pc.replace_substring_regex(pc.utf8_trim_whitespace(col), r"^\+", "")
+
+
 def _lines_of(k: np.ndarray, first_line: int, invalid_lines: list[int]) -> np.ndarray:
     """Physical line of delivered row ordinals ``k``, given the (skipped) malformed lines so far.
 
@@ -292,7 +297,7 @@ def _robust_batch(
     lengths = [pc.binary_length(c).to_numpy(zero_copy_only=False) for c in batch.columns]
     blank = np.logical_and.reduce([x == 0 for x in lengths])  # an empty line (all fields empty)
     u, i = batch.column(roles["user"]), batch.column(roles["item"])
-    r = pc.utf8_trim_whitespace(batch.column(roles["rating"]))
+    r = _number_text(batch.column(roles["rating"]))
     missing = (
         (pc.binary_length(u).to_numpy() == 0)
         | (pc.binary_length(i).to_numpy() == 0)
@@ -300,7 +305,7 @@ def _robust_batch(
     )
     tv = t_ok = None
     if spec.has_timestamp:
-        t = pc.utf8_trim_whitespace(batch.column(roles["timestamp"]))
+        t = _number_text(batch.column(roles["timestamp"]))
         missing |= pc.binary_length(t).to_numpy() == 0
         t_ok = pc.match_substring_regex(t, _INT_RE).to_numpy(zero_copy_only=False)
         tv = pc.cast(pc.if_else(pa.array(t_ok), t, "0"), pa.int64()).to_numpy()

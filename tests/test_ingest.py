@@ -1,0 +1,436 @@
+"""Ingest: formats, compression, ids, duplicates, rejects, errors, atomicity, re-ingest."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zipfile
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from factorflow.errors import DataWarning, InputError, NotFoundError, ParameterError
+from factorflow.ingest import default_name, ingest_source, reader, snapshot
+from factorflow.ingest.formats import detect_format, read_sample
+from factorflow.ingest.ids import IdMap
+from factorflow.storage.datasets import (
+    SnapshotRef,
+    read_given_test,
+    read_ids,
+    read_ratings,
+    read_rejects,
+    resolve_snapshot,
+)
+
+ML_CSV = "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,3.5,101\n2,10,5.0,102\n3,30,0.5,103\n"
+
+
+def write(path, text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+def rows_of(ref: SnapshotRef, given_test: bool = False) -> list[tuple]:
+    """Ratings as (raw user id, raw item id, rating, timestamp) in stored order."""
+    t = read_given_test(ref) if given_test else read_ratings(ref)
+    users = read_ids(ref, "user").column("user_id").to_pylist()
+    items = read_ids(ref, "item").column("item_id").to_pylist()
+    return [
+        (users[u], items[i], r, ts)
+        for u, i, r, ts in zip(*(t.column(c).to_pylist() for c in ("user_idx", "item_idx", "rating", "timestamp")))
+    ]
+
+
+def rejects_of(ref: SnapshotRef) -> list[tuple]:
+    t = read_rejects(ref)
+    return list(zip(t.column("line").to_pylist(), t.column("reason").to_pylist(), t.column("raw").to_pylist()))
+
+
+def leftovers(store) -> list[str]:
+    out = []
+    for dirpath, dirnames, _ in os.walk(store):
+        out += [os.path.join(dirpath, d) for d in dirnames]
+    return out
+
+
+# ------------------------------------------------------------------ formats
+
+
+def test_movielens_csv(tmp_path):
+    ref = ingest_source(write(tmp_path / "ratings.csv", ML_CSV), str(tmp_path / "s"))
+    m = ref.manifest
+    assert ref.name == "ratings" and not ref.reused and m["format"] == "movielens-csv"
+    assert rows_of(ref) == [(1, 10, 4.0, 100), (1, 20, 3.5, 101), (2, 10, 5.0, 102), (3, 30, 0.5, 103)]
+    assert (m["rows_read"], m["rows_kept"], m["rows_rejected"], m["rows_duplicate"]) == (4, 4, 0, 0)
+    assert (m["n_users"], m["n_items"], m["rating_min"], m["rating_max"]) == (3, 3, 0.5, 5.0)
+    assert m["rating_values"] == [0.5, 3.5, 4.0, 5.0] and m["rating_range"] == [0.5, 5.0]
+    assert (m["timestamp_min"], m["timestamp_max"], m["has_timestamp"]) == (100, 103, True)
+    assert m["source"]["bytes"] == len(ML_CSV) and len(m["source"]["sha256"]) == 64
+    assert ref.snapshot == m["source"]["sha256"][:16] and m["schema_version"] == 1
+    schema = read_ratings(ref).schema
+    assert [(f.name, str(f.type)) for f in schema] == [
+        ("user_idx", "int32"), ("item_idx", "int32"), ("rating", "float"), ("timestamp", "int64")
+    ]  # fmt: skip
+    assert read_ids(ref, "user").schema.field("user_id").type == pa.int64()
+
+
+def test_ml100k_udata(tmp_path):
+    src = write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t377\t1\t878887116\n")
+    ref = ingest_source(src, str(tmp_path / "s"))
+    assert ref.manifest["format"] == "ml100k" and ref.name == "u"
+    assert rows_of(ref) == [(186, 302, 3.0, 891717742), (196, 242, 3.0, 881250949), (196, 377, 1.0, 878887116)]
+
+
+def test_ml1m_dat(tmp_path):
+    src = write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    ref = ingest_source(src, str(tmp_path / "s"))
+    assert ref.manifest["format"] == "ml1m"
+    assert rows_of(ref) == [(1, 661, 3.0, 978302109), (1, 1193, 5.0, 978300760), (2, 1193, 4.0, 978298413)]
+
+
+def test_ml1m_broken_separator_is_wrong_column_count(tmp_path):
+    src = write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1:x:661::3::978302109\n1::2::3::4::5\n")
+    ref = ingest_source(src, str(tmp_path / "s"), max_reject_fraction=1.0)
+    assert rejects_of(ref) == [
+        (2, "wrong column count", "1:x:661::3::978302109"),
+        (3, "wrong column count", "1::2::3::4::5"),
+    ]
+    assert rows_of(ref) == [(1, 1193, 5.0, 978300760)]
+
+
+def test_delimited_with_header_names(tmp_path):
+    src = write(tmp_path / "x.tsv", "when\twho\twhat\tstars\n5\tann\tbook\t2\n6\tbob\tbook\t4\n")
+    ref = ingest_source(
+        src, str(tmp_path / "s"), fmt="delimited", columns="user=who,item=what,rating=stars,timestamp=when",
+        delimiter="\t",
+    )  # fmt: skip
+    assert rows_of(ref) == [("ann", "book", 2.0, 5), ("bob", "book", 4.0, 6)]
+    assert ref.manifest["columns"] == {"user": "who", "item": "what", "rating": "stars", "timestamp": "when"}
+
+
+def test_delimited_positions_without_timestamp(tmp_path):
+    """No timestamp column: timestamp = row order, so a later duplicate wins; has_timestamp false."""
+    src = write(tmp_path / "x.csv", "a;p;4\nb;p;2\na;q;1\na;p;5\n")
+    ref = ingest_source(src, str(tmp_path / "s"), columns={"user": "1", "item": "2", "rating": "3"})
+    m = ref.manifest
+    assert m["format"] == "delimited" and m["delimiter"] == ";" and m["has_timestamp"] is False
+    assert rows_of(ref) == [("a", "p", 5.0, 3), ("a", "q", 1.0, 2), ("b", "p", 2.0, 1)]
+    assert m["rows_duplicate"] == 1
+
+
+@pytest.mark.parametrize("kind", ["gzip", "zip"])
+def test_compressed_input(tmp_path, kind):
+    if kind == "gzip":
+        src = write(tmp_path / "ratings.csv.gz", gzip.compress(ML_CSV.encode()))
+    else:
+        src = str(tmp_path / "ratings.zip")
+        with zipfile.ZipFile(src, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("ml/ratings.csv", ML_CSV)
+    ref = ingest_source(src, str(tmp_path / "s"))
+    plain = ingest_source(write(tmp_path / "plain.csv", ML_CSV), str(tmp_path / "s"))
+    assert ref.name == "ratings" and rows_of(ref) == rows_of(plain)
+    assert ref.manifest["source"]["bytes"] == os.path.getsize(src)
+
+
+def test_zip_with_two_members_is_an_error(tmp_path):
+    src = str(tmp_path / "two.zip")
+    with zipfile.ZipFile(src, "w") as z:
+        z.writestr("a.csv", ML_CSV)
+        z.writestr("b.csv", ML_CSV)
+    with pytest.raises(InputError, match=r"two.zip: zip has 2 files"):
+        ingest_source(src, str(tmp_path / "s"))
+
+
+def test_fsspec_url_source_and_store(tmp_path):
+    import fsspec
+
+    with fsspec.open("memory://in/ratings.csv", "wb") as f:
+        f.write(ML_CSV.encode())
+    ref = ingest_source("memory://in/ratings.csv", "memory://store")
+    assert ref.manifest["rows_kept"] == 4 and rows_of(ref)[0] == (1, 10, 4.0, 100)
+    assert resolve_snapshot("memory://store", "ratings").snapshot == ref.snapshot
+
+
+def test_string_ids_are_kept_exactly(tmp_path):
+    src = write(tmp_path / "r.csv", "userId,movieId,rating,timestamp\nu007,007,3,1\nu10,7,4,2\nu007,10,2,3\n")
+    ref = ingest_source(src, str(tmp_path / "s"))
+    users = read_ids(ref, "user").column("user_id")
+    items = read_ids(ref, "item").column("item_id")
+    assert users.type == pa.string() and users.to_pylist() == ["u007", "u10"]
+    assert items.type == pa.string() and items.to_pylist() == ["007", "10", "7"]  # "007" is not 7
+    assert rows_of(ref) == [("u007", "007", 3.0, 1), ("u007", "10", 2.0, 3), ("u10", "7", 4.0, 2)]
+
+
+def test_integer_ids_sort_numerically():
+    m = IdMap()
+    provisional = m.encode(pa.array(["10", "9", "-3", "10", "100"]))
+    assert provisional.tolist() == [0, 1, 2, 0, 3]
+    remap, ids = m.finalize()
+    assert ids.to_pylist() == [-3, 9, 10, 100] and remap[provisional].tolist() == [2, 1, 0, 2, 3]
+
+
+def test_default_name():
+    assert default_name("/x/ratings.csv.gz") == "ratings"
+    assert default_name("s3://b/ml-1m/ratings.dat") == "ratings"
+    assert default_name("/x/my data!.csv") == "my-data"
+    assert default_name("u1.base") == "u1"
+
+
+# ------------------------------------------------------------------ validation
+
+
+def test_each_reject_reason_with_its_line(tmp_path):
+    text = (
+        "userId,movieId,rating,timestamp\n"  # 1
+        "1,10,4.0,100\n"  # 2 ok
+        "\n"  # 3 blank: skipped, not counted
+        "1,11\n"  # 4
+        "2,10,abc,5\n"  # 5
+        "2,11,nan,5\n"  # 6
+        ",11,3,5\n"  # 7
+        "3,12,2.5,x\n"  # 8
+        "3,13,7,5\n"  # 9
+        "4,14,inf,5\n"  # 10
+        "4,15,1e999,5\n"  # 11
+        "5,16, 3.5 ,6\n"  # 12 ok (whitespace around a number)
+        "6,17,4,\n"  # 13
+        "7,18,4,5,9\n"  # 14
+    )
+    ref = ingest_source(write(tmp_path / "r.csv", text), str(tmp_path / "s"), rating_range=(0.5, 5), max_reject_fraction=1)
+    assert rejects_of(ref) == [
+        (4, "wrong column count", "1,11"),
+        (5, "non-numeric rating", "2,10,abc,5"),
+        (6, "non-finite rating", "2,11,nan,5"),
+        (7, "missing field", ",11,3,5"),
+        (8, "unparsable timestamp", "3,12,2.5,x"),
+        (9, "rating out of range", "3,13,7,5"),
+        (10, "non-finite rating", "4,14,inf,5"),
+        (11, "non-finite rating", "4,15,1e999,5"),
+        (13, "missing field", "6,17,4,"),
+        (14, "wrong column count", "7,18,4,5,9"),
+    ]
+    assert set(read_rejects(ref).column("source").to_pylist()) == {str(tmp_path / "r.csv")}
+    assert rows_of(ref) == [(1, 10, 4.0, 100), (5, 16, 3.5, 6)]
+    m = ref.manifest
+    assert (m["rows_read"], m["rows_kept"], m["rows_rejected"], m["read_path"]) == (12, 2, 10, "robust")
+    assert m["rating_range"] == [0.5, 5.0] and m["rating_range_declared"] is True
+
+
+def test_line_numbers_across_many_blocks(tmp_path):
+    """Bad rows spread over many small parser blocks keep their physical line numbers."""
+    lines = ["userId,movieId,rating,timestamp"]
+    expected = []
+    for k in range(2, 3000):
+        if k % 97 == 0:
+            lines.append("9,9")
+            expected.append((k, "wrong column count"))
+        elif k % 89 == 0:
+            lines.append(f"{k},1,bad,{k}")
+            expected.append((k, "non-numeric rating"))
+        elif k % 83 == 0:
+            lines.append("")
+        else:
+            lines.append(f"{k},{k % 7},{(k % 10 + 1) / 2},{k}")
+    src = write(tmp_path / "r.csv", "\n".join(lines) + "\n")
+    users, items = IdMap(), IdMap()
+    spec = detect_format(src, read_sample(src))
+    rows = reader.read_rows(src, spec, users, items, block_size=4096)
+    got = read_rejects_table(rows)
+    assert got == expected and rows.path == "robust"
+    assert len(rows.user) == sum(1 for k in range(2, 3000) if k % 97 and k % 89 and k % 83)
+
+
+def read_rejects_table(rows) -> list[tuple]:
+    t = rows.rejects.table(rows.source)
+    return list(zip(t.column("line").to_pylist(), t.column("reason").to_pylist()))
+
+
+def test_fast_and_robust_paths_agree(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 5000
+    text = "userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{i},{r},{t}\n"
+        for u, i, r, t in zip(rng.integers(0, 300, n), rng.integers(0, 50, n), rng.integers(1, 11, n) / 2, rng.integers(0, 99, n))
+    )
+    src = write(tmp_path / "r.csv", text)
+    spec = detect_format(src, read_sample(src))
+    out = {}
+    for robust in (False, True):
+        users, items = IdMap(), IdMap()
+        rows = reader._read(src, spec, users, items, None, None, None, 8192, robust=robust)
+        out[robust] = (users.finalize()[1], items.finalize()[1], rows.user, rows.item, rows.rating, rows.timestamp)
+    for a, b in zip(out[False], out[True]):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_duplicates_latest_timestamp_then_last_seen(tmp_path):
+    text = (
+        "userId,movieId,rating,timestamp\n"
+        "1,1,1.0,50\n"
+        "1,1,2.0,70\n"  # latest timestamp: wins
+        "1,1,3.0,60\n"
+        "2,1,1.0,5\n"
+        "2,1,2.0,5\n"  # tie: last seen wins
+        "2,2,4.0,1\n"
+    )
+    ref = ingest_source(write(tmp_path / "r.csv", text), str(tmp_path / "s"))
+    assert rows_of(ref) == [(1, 1, 2.0, 70), (2, 1, 2.0, 5), (2, 2, 4.0, 1)]
+    assert (ref.manifest["rows_read"], ref.manifest["rows_kept"], ref.manifest["rows_duplicate"]) == (6, 3, 3)
+
+
+def test_resolve_duplicates_matches_a_plain_loop():
+    rng = np.random.default_rng(3)
+    u, i, t = rng.integers(0, 5, 400).astype(np.int32), rng.integers(0, 4, 400).astype(np.int32), rng.integers(0, 6, 400)
+    best: dict[tuple[int, int], int] = {}
+    for k in range(400):
+        key = (int(u[k]), int(i[k]))
+        if key not in best or t[k] >= t[best[key]]:
+            best[key] = k
+    assert snapshot.resolve_duplicates(u, i, t, 4).tolist() == [best[key] for key in sorted(best)]
+
+
+def test_reject_fraction_failure_writes_nothing(tmp_path):
+    lines = ["userId,movieId,rating,timestamp"] + [f"{k},1,4,{k}" for k in range(95)]
+    lines[5] = "5,1,x,5"
+    lines[17] = "17,1,4,soon"
+    lines[40] = "40,1"
+    src = write(tmp_path / "r.csv", "\n".join(lines) + "\n")
+    store = tmp_path / "s"
+    with pytest.raises(InputError) as err:
+        ingest_source(src, str(store))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg == (
+        f"{src}: 3 of 95 rows rejected (3.16% > --max-reject-fraction 1%); first bad lines: "
+        "6 (non-numeric rating), 18 (unparsable timestamp), 41 (wrong column count)"
+    )
+    assert not (store / "datasets").exists() or leftovers(store / "datasets") == []
+    ref = ingest_source(src, str(store), max_reject_fraction=0.05)
+    assert ref.manifest["rows_rejected"] == 3 and ref.manifest["rows_kept"] == 92
+
+
+@pytest.mark.parametrize(
+    "content, fmt, pattern",
+    [
+        (b"", None, r"empty file"),
+        (b"\n\n", None, r"empty file"),
+        (b"userId,movieId,rating,timestamp\n", None, r"no data rows"),
+        (b"userId,itemId,rating\n1,2,3\n", "movielens-csv", r"lacks column\(s\) movieId"),
+        (b"userId;movieId;rating;timestamp\n1;2;3;4\n", None, r"looks ';'-separated"),
+        (b"1,2,3,4\n", "ml100k", r"does not split into 4 fields on '\\t'.*looks ','-separated"),
+        (bytes(range(256)) * 8, None, r"binary data"),
+        (b"\xff\xfe\xfa garbage \xc3\x28 more" * 10, None, r"binary data"),
+    ],
+)
+def test_unreadable_files_give_one_clear_error(tmp_path, content, fmt, pattern):
+    src = write(tmp_path / "bad.csv", content)
+    store = tmp_path / "s"
+    with pytest.raises(InputError, match=pattern) as err:
+        ingest_source(src, str(store), fmt=fmt)
+    assert str(err.value).startswith(src) and "\n" not in str(err.value)
+    assert not store.exists() or leftovers(store) == []
+
+
+def test_gzip_of_garbage_and_missing_file(tmp_path):
+    src = write(tmp_path / "x.csv.gz", gzip.compress(np.random.default_rng(0).bytes(4000)))
+    with pytest.raises(InputError, match=r"x.csv.gz: looks like binary"):
+        ingest_source(src, str(tmp_path / "s"))
+    with pytest.raises(InputError, match=r"nope.csv: file not found"):
+        ingest_source(str(tmp_path / "nope.csv"), str(tmp_path / "s"))
+
+
+def test_parameter_errors(tmp_path):
+    src = write(tmp_path / "r.csv", ML_CSV)
+    with pytest.raises(ParameterError, match="--columns"):
+        ingest_source(src, str(tmp_path / "s"), fmt="delimited")
+    with pytest.raises(ParameterError, match="rating_range"):
+        ingest_source(src, str(tmp_path / "s"), rating_range=(5, 1))
+    with pytest.raises(ParameterError, match="--format"):
+        ingest_source(src, str(tmp_path / "s"), fmt="xlsx")
+
+
+def test_odd_inferred_rating_range_warns(tmp_path):
+    src = write(tmp_path / "r.csv", "userId,movieId,rating,timestamp\n1,1,0,1\n1,2,85,2\n")
+    with pytest.warns(DataWarning, match=r"max 85 > 10"):
+        ref = ingest_source(src, str(tmp_path / "s"))
+    assert ref.manifest["rating_range"] == [0.0, 85.0] and ref.manifest["rating_range_declared"] is False
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def test_failure_mid_write_leaves_no_snapshot(tmp_path, monkeypatch):
+    real = snapshot._write_parquet
+
+    def failing(fs, path, table):
+        if path.endswith("items.parquet"):
+            raise OSError("disk full (injected)")
+        real(fs, path, table)
+
+    monkeypatch.setattr(snapshot, "_write_parquet", failing)
+    store = tmp_path / "s"
+    with pytest.raises(OSError, match="injected"):
+        ingest_source(write(tmp_path / "r.csv", ML_CSV), str(store))
+    assert leftovers(store / "datasets") == [str(store / "datasets" / "r")]  # the parent only, empty
+    with pytest.raises(NotFoundError):
+        resolve_snapshot(str(store), "r")
+
+
+def test_reingest_is_a_no_op(tmp_path, monkeypatch):
+    src = write(tmp_path / "r.csv", ML_CSV)
+    first = ingest_source(src, str(tmp_path / "s"))
+    manifest = os.path.join(first.path, "manifest.json")
+    stamp = (os.stat(first.path).st_mtime_ns, os.stat(manifest).st_mtime_ns)
+
+    def must_not_parse(*a, **k):
+        raise AssertionError("the file was parsed again")
+
+    monkeypatch.setattr(snapshot, "read_rows", must_not_parse)
+    again = ingest_source(src, str(tmp_path / "s"))
+    assert again.reused and again.snapshot == first.snapshot and again.path == first.path
+    assert again.manifest["created_at"] == first.manifest["created_at"]
+    assert (os.stat(first.path).st_mtime_ns, os.stat(manifest).st_mtime_ns) == stamp
+    with open(manifest) as f:
+        assert json.load(f) == first.manifest
+
+
+def test_options_change_the_snapshot_id(tmp_path):
+    src = write(tmp_path / "r.csv", ML_CSV)
+    a = ingest_source(src, str(tmp_path / "s"))
+    b = ingest_source(src, str(tmp_path / "s"), rating_range=(0.5, 5))
+    assert a.snapshot != b.snapshot and not b.reused
+
+
+def test_resolve_snapshot_latest_and_errors(tmp_path):
+    store = str(tmp_path / "s")
+    a = ingest_source(write(tmp_path / "r.csv", ML_CSV), store, "ml")
+    b = ingest_source(write(tmp_path / "r2.csv", ML_CSV + "4,40,2.0,104\n"), store, "ml")
+    assert resolve_snapshot(store, "ml").snapshot == b.snapshot
+    assert resolve_snapshot(store, "ml", a.snapshot).manifest["rows_kept"] == 4
+    with pytest.raises(NotFoundError, match=r"dataset 'nope' not found .*datasets there: ml"):
+        resolve_snapshot(store, "nope")
+    with pytest.raises(NotFoundError, match=rf"snapshots: .*{a.snapshot}"):
+        resolve_snapshot(store, "ml", "0000")
+    ref = SnapshotRef.from_dict(json.loads(json.dumps(b.to_dict())))
+    assert ref == b and read_ratings(ref, ["rating"]).num_rows == 5
+    with pytest.raises(NotFoundError, match="no given test set"):
+        read_given_test(ref)
+
+
+def test_two_file_ingest_shares_one_id_space(tmp_path):
+    base = write(tmp_path / "u1.base", "1\t10\t4\t100\n2\t10\t3\t101\n2\t20\t5\t102\n")
+    test = write(tmp_path / "u1.test", "1\t20\t2\t103\n3\t30\t4\t104\nbad line\n1\t10\t9\t105\n")
+    ref = ingest_source(base, str(tmp_path / "s"), test_source=test, max_reject_fraction=0.5)
+    m = ref.manifest
+    assert ref.name == "u1" and m["n_users"] == 3 and m["n_items"] == 3 and m["n_test"] == 3
+    assert m["test_source"]["url"] == test and m["test_source"]["rows_rejected"] == 1
+    assert rows_of(ref) == [(1, 10, 4.0, 100), (2, 10, 3.0, 101), (2, 20, 5.0, 102)]
+    assert rows_of(ref, given_test=True) == [(1, 10, 9.0, 105), (1, 20, 2.0, 103), (3, 30, 4.0, 104)]
+    rej = read_rejects(ref)
+    assert rej.column("source").to_pylist() == [test] and rej.column("line").to_pylist() == [3]
+    alone = ingest_source(base, str(tmp_path / "s"))
+    assert alone.snapshot != ref.snapshot
