@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
+from numba import njit, prange
 
 from .errors import ParameterError, check_param
 from .models.base import FactorArrays
@@ -97,7 +98,7 @@ def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *
 
     Users are scored in blocks (one matrix product per block, at most ``block_users`` users
     and :data:`BLOCK_BUDGET` scores at a time), so memory stays bounded whatever N×M is;
-    ``np.argpartition`` picks each row's top ``n`` before a small sort.
+    a compiled one-pass selection (``_topn_rows``) picks each row's top ``n``.
     """
     n_u, n_i = factors.n_users, factors.n_items
     check_param(int(n) >= 1, "n", n, ">= 1")
@@ -123,6 +124,7 @@ def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *
             rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
             s[rows, sub.indices] = -np.inf
         users, ranks, items, scores = _block_top(s, n, start)
+        del s  # free this block before the next product allocates its own
         parts_u.append(users), parts_r.append(ranks), parts_i.append(items), parts_s.append(scores)
         report(progress, stop, n_u, "users scored")
     cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
@@ -135,25 +137,45 @@ def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *
 
 
 def _block_top(s: np.ndarray, n: int, start: int) -> tuple[np.ndarray, ...]:
-    """Per-row top ``n`` of a score block (ties → smaller item index; -inf rows dropped)."""
-    rows = np.arange(s.shape[0])[:, None]
-    if n < s.shape[1]:
-        part = np.argpartition(-s, n - 1, axis=1)[:, :n]
-    else:
-        part = np.broadcast_to(np.arange(s.shape[1]), (s.shape[0], s.shape[1])).copy()
-    vals = s[rows, part]
-    order = np.lexsort((part, -vals), axis=1)
-    top_i = np.take_along_axis(part, order, axis=1)
-    top_s = np.take_along_axis(vals, order, axis=1)
-    if n < s.shape[1]:  # rows whose n-th score is tied with an unpicked item: redo exactly
-        kth = top_s[:, -1]
-        ties = np.flatnonzero(np.isfinite(kth) & ((s >= kth[:, None]).sum(axis=1) > n))
-        for r in ties:
-            top_i[r], top_s[r] = _rank(s[r], n)
-    keep = np.isfinite(top_s)
+    """Per-row top ``n`` of a score block (ties → smaller item index; -inf entries dropped)."""
+    top_i, top_s, counts = _topn_rows(s, n)
+    keep = np.arange(n)[None, :] < counts[:, None]
     users = np.repeat(np.arange(s.shape[0]) + start, n).reshape(s.shape[0], n)
     ranks = np.broadcast_to(np.arange(1, n + 1), (s.shape[0], n))
     return users[keep], ranks[keep], top_i[keep], top_s[keep]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _topn_rows(s, n):  # pragma: no cover - compiled
+    """One pass per row keeping a sorted top-n buffer (O(M) per row, unlike a full argpartition).
+
+    Items are scanned in index order and only a strictly better score displaces, so equal
+    scores keep the smaller item index. Non-finite scores (excluded items) are skipped.
+    """
+    rows, m = s.shape
+    top_i = np.zeros((rows, n), dtype=np.int32)
+    top_s = np.full((rows, n), -np.inf, dtype=np.float32)
+    counts = np.zeros(rows, dtype=np.int64)
+    for r in prange(rows):
+        c = 0
+        for j in range(m):
+            v = s[r, j]
+            if not np.isfinite(v):
+                continue
+            if c == n and not v > top_s[r, n - 1]:
+                continue
+            p = c if c < n else n - 1
+            while p > 0 and v > top_s[r, p - 1]:
+                if p < n:
+                    top_s[r, p] = top_s[r, p - 1]
+                    top_i[r, p] = top_i[r, p - 1]
+                p -= 1
+            top_s[r, p] = v
+            top_i[r, p] = j
+            if c < n:
+                c += 1
+        counts[r] = c
+    return top_i, top_s, counts
 
 
 def similar_items(factors: FactorArrays, item_idx: int, n: int, *,
