@@ -256,3 +256,18 @@ def test_cli_min_ratings_restricts_candidates(store, capsys):
     assert [r["item"] - 100 for r in out] == want.item_idx.tolist()
     assert len(out) == 10 and all(counts[r["item"] - 100] >= 10 for r in out)
     assert 0 < (counts < 10).sum() and set(want.item_idx) != set(rec.top_n(f, 7, 10, seen[7].indices).item_idx)
+
+
+def test_cli_version_flag_and_string_ids(tmp_path, capsys):
+    store = str(tmp_path)
+    f1, f2 = make_factors(3, 5, k=2, seed=1), make_factors(3, 5, k=2, seed=2)
+    users, items = pa.array(["ann", "bob", "cy"]), pa.array(list("abcde"))
+    v1 = reg.publish(store, "m", f1, users, items, {})
+    reg.publish(store, "m", f2, users, items, {})
+    assert main(["recommend", "--store", store, "--model", "m", "--user", "bob", "-n", "2",
+                 "--json", "--version", v1]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["item"] for r in out] == [items[j].as_py() for j in rec.top_n(f1, 1, 2).item_idx]
+    assert main(["recommend", "--store", store, "--model", "m", "--user", "bob", "--version",
+                 "20000101T000000000000Z-000000"]) == 2
+    assert "not a complete version" in capsys.readouterr().err
