@@ -72,6 +72,23 @@ def random_mask(n: int, test_fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
+def _snapshot_sorted(users: np.ndarray, items: np.ndarray) -> bool:
+    """Rows sorted by (user, item), as a snapshot's ratings are."""
+    return users.size < 2 or bool(np.all(np.diff(users) >= 0) and _items_sorted_within(users, items))
+
+
+def _order_user_time_item(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Row order by (user, timestamp, item). Fast path: one stable int64 sort on
+    ``user·span + (t − t_min)`` when the rows are in snapshot order (ties keep item order)."""
+    if users.size and _snapshot_sorted(users, items):
+        t = timestamps.astype(np.int64)
+        t0 = int(t.min())
+        span = int(t.max()) - t0 + 1
+        if (int(users.max()) + 1) * span < 2**62:
+            return np.argsort(users.astype(np.int64) * span + (t - t0), kind="stable")
+    return np.lexsort((items, timestamps, users))
+
+
 def _rank_within_user(users: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For rows visited in ``order`` (grouped by user): position within the user, user degree."""
     u = users[order]
@@ -97,13 +114,16 @@ def temporal_mask(
     assert test_fraction is not None
     mask = np.zeros(n, dtype=bool)
     if per_user:
-        order = np.lexsort((items, timestamps, users))  # by user, then time, then item
+        order = _order_user_time_item(users, items, timestamps)
         rank, deg = _rank_within_user(users, order)
         n_test = np.minimum(_round_half_up(test_fraction * deg), deg - 1)
         mask[order] = rank >= deg - n_test
         return mask
     n_test = int(_round_half_up(test_fraction * n))
-    order = np.lexsort((items, users, timestamps))  # by time, ties by user then item
+    if _snapshot_sorted(users, items):  # by time, ties by user then item
+        order = np.argsort(timestamps, kind="stable")
+    else:
+        order = np.lexsort((items, users, timestamps))
     mask[order[n - n_test :]] = True
     return mask
 
@@ -118,10 +138,10 @@ def user_holdout_mask(
 ) -> np.ndarray:
     """Test = ``k`` ratings of each user with more than ``k`` (latest by time, or seeded random)."""
     if by == "time":
-        order = np.lexsort((items, timestamps, users))
-    else:
-        keys = np.random.default_rng(seed).random(users.size)
-        order = np.lexsort((keys, users))
+        order = _order_user_time_item(users, items, timestamps)
+    else:  # by user, then a seeded random 32-bit key (ties: row order)
+        keys = np.random.default_rng(seed).integers(0, 2**32, size=users.size, dtype=np.int64)
+        order = np.argsort((users.astype(np.int64) << 32) | keys, kind="stable")
     rank, deg = _rank_within_user(users, order)
     mask = np.zeros(users.size, dtype=bool)
     mask[order] = (deg > k) & (rank >= deg - k)
@@ -268,7 +288,7 @@ def csr_from_triples(
     """CSR (float32 data, int32 indices, sorted column indices) of unique (user, item) triples."""
     import scipy.sparse as sp
 
-    if users.size and not (np.all(np.diff(users) >= 0) and _items_sorted_within(users, items)):
+    if not _snapshot_sorted(users, items):
         order = np.lexsort((items, users))
         users, items, ratings = users[order], items[order], ratings[order]
     indptr = np.zeros(n_users + 1, dtype=np.int64)

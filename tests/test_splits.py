@@ -291,3 +291,22 @@ def test_split_of_ingested_snapshot_matches_direct_snapshot(tmp_path):
     assert _pairs(read_test(ref)) == _pairs(read_test(direct))
     keys = ("n_train", "n_test", "n_test_cold_user", "n_test_cold_item", "n_test_cold", "n_users", "n_items")
     assert {k: ref.manifest[k] for k in keys} == {k: direct.manifest[k] for k in keys}
+
+
+def test_fast_sorted_path_equals_general_path():
+    df = random_ratings(seed=4)
+    srt = df.sort_values(["user_idx", "item_idx"]).reset_index(drop=True)
+    shuf = srt.sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+    def test_pairs(d, fn):
+        u, i, t = (d[c].to_numpy() for c in ("user_idx", "item_idx", "timestamp"))
+        m = fn(u, i, t)
+        return set(zip(u[m].tolist(), i[m].tolist()))
+
+    for fn in (
+        lambda u, i, t: temporal_mask(u, i, t, test_fraction=0.3, per_user=True),
+        lambda u, i, t: temporal_mask(u, i, t, test_fraction=0.3),
+        lambda u, i, t: user_holdout_mask(u, i, t, 2, "time"),
+    ):
+        a, b = test_pairs(srt, fn), test_pairs(shuf, fn)
+        assert a == b and len(a) > 0
