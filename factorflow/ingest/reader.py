@@ -91,24 +91,47 @@ class Rejects:
 
 @dataclass
 class FileRows:
-    """What one source yielded: valid rows (provisional id indices) and rejects."""
+    """What one source yielded: valid rows in per-batch chunks (provisional id indices) and rejects.
+
+    Chunks are assembled one column at a time by :meth:`column`, which frees each chunk as it
+    is copied, so assembling never holds a column twice.
+    """
 
     source: str
-    user: np.ndarray
-    item: np.ndarray
-    rating: np.ndarray
-    timestamp: np.ndarray
+    chunks: dict[str, list[np.ndarray]]
+    n_valid: int
     rows_read: int
     rejects: Rejects
     path: str  # "fast" or "robust"
 
+    def column(self, name: str, mapping: np.ndarray | None = None) -> np.ndarray:
+        """Concatenate (and consume) column ``name``: "user", "item", "rating" or "timestamp".
+
+        With ``mapping``, return ``mapping[values]`` (provisional → final id index).
+        """
+        parts = self.chunks[name]
+        dtype = (mapping.dtype if mapping is not None else parts[0].dtype) if parts else _DTYPES[name]
+        out = np.empty(self.n_valid, dtype)
+        pos = 0
+        while parts:
+            part = parts.pop(0)
+            n = len(part)
+            if mapping is not None:
+                np.take(mapping, part, out=out[pos : pos + n])
+            else:
+                out[pos : pos + n] = part
+            pos += n
+            del part
+        assert pos == self.n_valid
+        return out
+
+
+_DTYPES = {"user": np.int32, "item": np.int32, "rating": np.float32, "timestamp": np.int64}
+
 
 class _Acc:
     def __init__(self) -> None:
-        self.u: list[np.ndarray] = []
-        self.i: list[np.ndarray] = []
-        self.r: list[np.ndarray] = []
-        self.t: list[np.ndarray] = []
+        self.chunks: dict[str, list[np.ndarray]] = {k: [] for k in _DTYPES}
         self.n_valid = 0
         self.rows_read = 0
 
@@ -116,28 +139,13 @@ class _Acc:
         n = len(u)
         if t is None:  # no timestamp column: file order stands in for time
             t = np.arange(self.n_valid, self.n_valid + n, dtype=np.int64)
-        self.u.append(u)
-        self.i.append(i)
-        self.r.append(r.astype(np.float32))
-        self.t.append(np.asarray(t, np.int64))
+        # own copies: views of Arrow buffers would pin the batch's memory in Arrow's pool
+        for name, values in (("user", u), ("item", i), ("rating", r), ("timestamp", t)):
+            self.chunks[name].append(np.array(values, _DTYPES[name]))
         self.n_valid += n
 
     def rows(self, source: str, rejects: Rejects, path: str) -> FileRows:
-        def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-            out = np.concatenate(parts) if parts else np.zeros(0, dtype)
-            parts.clear()
-            return out
-
-        return FileRows(
-            source,
-            cat(self.u, np.int32),
-            cat(self.i, np.int32),
-            cat(self.r, np.float32),
-            cat(self.t, np.int64),
-            self.rows_read,
-            rejects,
-            path,
-        )
+        return FileRows(source, self.chunks, self.n_valid, self.rows_read, rejects, path)
 
 
 def read_rows(
@@ -207,7 +215,12 @@ def _read(
     n_delivered = 0
     with open_text(source) as stream:
         try:
-            reader = pv.open_csv(stream, read_options=read_opts, parse_options=parse_opts, convert_options=conv_opts)
+            reader = pv.open_csv(
+                stream,
+                read_options=read_opts,
+                parse_options=parse_opts,
+                convert_options=conv_opts,
+            )
             for batch in reader:
                 if not robust:
                     if bad_seen[0]:
@@ -232,6 +245,7 @@ def _read(
         lines = np.asarray(invalid_lines, np.int64)
         rejects.add(lines, pa.array(invalid_texts, pa.string()), np.full(len(lines), _WRONG_COUNT, np.int8))
         acc.rows_read += len(lines)
+    pa.default_memory_pool().release_unused()
     return acc.rows(source, rejects, "robust" if robust else "fast")
 
 
