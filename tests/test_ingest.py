@@ -435,3 +435,14 @@ def test_two_file_ingest_shares_one_id_space(tmp_path):
     assert rej.column("source").to_pylist() == [test] and rej.column("line").to_pylist() == [3]
     alone = ingest_source(base, str(tmp_path / "s"))
     assert alone.snapshot != ref.snapshot
+
+
+def test_progress_reports_bytes_read(tmp_path):
+    text = "userId,movieId,rating,timestamp\n" + "".join(f"{k % 50},{k % 70},{k % 10 / 2 + 0.5},{k}\n" for k in range(3000))
+    src = write(tmp_path / "r.csv.gz", gzip.compress(text.encode()))
+    calls = []
+    ingest_source(src, str(tmp_path / "s"), progress=lambda done, total, msg="": calls.append((done, total)))
+    size = os.path.getsize(src)
+    assert calls and all(total == size for _, total in calls)
+    done = [d for d, _ in calls]
+    assert done == sorted(done) and done[-1] == size

@@ -1,0 +1,45 @@
+"""``factorflow ingest`` on the command line: summary line, re-run, one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from factorflow.cli import main
+
+RATINGS = Path(__file__).parent / "data" / "ml-latest-small" / "ratings.csv"
+
+
+def test_cli_ingest_then_existing_snapshot(tmp_path, capsys):
+    store = str(tmp_path / "s")
+    assert main(["ingest", str(RATINGS), "--store", store]) == 0
+    first = capsys.readouterr().out.strip()
+    assert "new snapshot" in first
+    assert "100,836 kept, 0 rejected, 0 duplicates; 610 users, 9,724 items; ratings 0.5..5.0" in first
+    assert main(["ingest", str(RATINGS), "--store", store]) == 0
+    second = capsys.readouterr().out.strip()
+    assert "existing snapshot" in second and first.split()[0] == second.split()[0]
+
+
+def test_cli_bad_file_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("userId,movieId,rating,timestamp\n1,1,x,1\n2,2,y,2\n3,3,4,3\n")
+    code = main(["ingest", str(bad), "--store", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"factorflow: error: {bad}: 2 of 3 rows rejected")
+    assert "first bad lines: 2 (non-numeric rating), 3 (non-numeric rating)" in err
+    assert not (tmp_path / "s" / "datasets" / "bad").exists() or not any((tmp_path / "s" / "datasets" / "bad").iterdir())
+
+
+def test_cli_options(tmp_path, capsys):
+    src = tmp_path / "x.txt"
+    src.write_text("a|p|4|10\nb|p|9|11\n")
+    code = main([
+        "ingest", str(src), "--store", str(tmp_path / "s"), "--name", "mine", "--format", "delimited",
+        "--columns", "user=1,item=2,rating=3,timestamp=4", "--delimiter", "|", "--rating-range", "1,5",
+        "--max-reject-fraction", "0.5",
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("mine/") and "1 kept, 1 rejected" in out
+    assert main(["ingest", str(src), "--store", str(tmp_path / "s"), "--rating-range", "x"]) == 2
+    assert "--rating-range='x'" in capsys.readouterr().err
