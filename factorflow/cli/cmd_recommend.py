@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from ..errors import InputError, NotFoundError, ParameterError
+from ..titles import read_titles
 from ._common import add_store_arg
 
 
@@ -200,34 +201,6 @@ def _no_dupes(pairs: list[tuple[str, float]], where: str) -> list[tuple[str, flo
     if dup:
         raise ParameterError(f"{where}: items rated more than once: {', '.join(dup)}")
     return pairs
-
-
-def read_titles(path: str, item_is_int: bool) -> dict[int | str, str]:
-    """``movieId → title`` from a MovieLens ``movies.csv`` (header ``movieId,title,...``)."""
-    try:
-        f = open(path, newline="", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"--titles {path}: cannot open ({exc.strerror})") from exc
-    with f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header or "title" not in header:
-            raise InputError(f"--titles {path}:1: expected a header with 'movieId,title' columns")
-        id_col = next((header.index(c) for c in ("movieId", "item_id", "itemId", "item")
-                       if c in header), 0)
-        t_col = header.index("title")
-        out: dict[int | str, str] = {}
-        for line, row in enumerate(reader, start=2):
-            if len(row) <= max(id_col, t_col):
-                raise InputError(f"--titles {path}:{line}: expected {len(header)} fields, got {len(row)}")
-            key: int | str = row[id_col]
-            if item_is_int:
-                try:
-                    key = int(row[id_col])
-                except ValueError as exc:
-                    raise InputError(f"--titles {path}:{line}: item id {row[id_col]!r} is not an integer") from exc
-            out[key] = row[t_col]
-    return out
 
 
 def print_rows(rows: list[dict[str, Any]], as_json: bool, score_label: str = "score") -> None:

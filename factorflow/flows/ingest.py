@@ -13,7 +13,7 @@ from ..tasks.data import ingest_task
 @flow(name="ingest")
 def ingest_flow(source: str, store: str = "ff-store", options: IngestOptions = IngestOptions()) -> dict[str, Any]:
     """Ingest ``source`` into ``store``; returns the snapshot's manifest reference."""
-    from ..ingest import default_dataset_name
+    from ..ingest import default_name
 
-    opts = options.model_copy(update={"dataset": options.dataset or default_dataset_name(source)})
+    opts = options.model_copy(update={"dataset": options.dataset or default_name(source)})
     return ingest_task(source, store, opts)

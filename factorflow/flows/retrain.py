@@ -24,13 +24,13 @@ def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name:
 
     Returns a small summary: model name, version, snapshot, split, metrics.
     """
-    from ..ingest import default_dataset_name
+    from ..ingest import default_name
     from ..models.catalog import make_model
 
     logger = get_run_logger()
     make_model(model, params.model.overrides())  # fail fast on a bad kind or hyper-parameter
     name = name or model
-    ingest_opts = params.ingest.model_copy(update={"dataset": params.ingest.dataset or default_dataset_name(source)})
+    ingest_opts = params.ingest.model_copy(update={"dataset": params.ingest.dataset or default_name(source)})
     split_opts = params.split
     if ingest_opts.test_source and split_opts.kind != "given":
         split_opts = split_opts.model_copy(update={"kind": "given"})

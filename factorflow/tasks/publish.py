@@ -27,9 +27,9 @@ def _titles(path: str | None, item_ids: Any) -> Any:
     """Titles aligned with ``item_ids`` from a MovieLens-style movies.csv (movieId,title), or None."""
     if not path:
         return None
-    from ..recommend import read_titles
+    from ..titles import titles_for
 
-    return read_titles(path, item_ids)
+    return titles_for(path, item_ids)
 
 
 @task(name="batch-recommend", retries=1, retry_condition_fn=retry_on_io_error)
@@ -39,7 +39,7 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from ..recommend import recommend_all
+    from ..recommend import attach_raw_ids, recommend_all
     from ..splits import SplitRef, train_csr
     from ..storage.arrays import load_factors
     from ..storage.datasets import SnapshotRef, read_ids
@@ -50,8 +50,7 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
                          progress=task_progress("batch recommend", "users"))
     users = read_ids(snap, "user").column("user_id")
     items = read_ids(snap, "item").column("item_id")
-    recs = recs.append_column("user_id", pc.take(users, recs.column("user_idx")))
-    recs = recs.append_column("item_id", pc.take(items, recs.column("item_idx")))
+    recs = attach_raw_ids(recs, users, items)
     path = join(run_dir, "recommendations.parquet")
     fs, local = open_store(path)
     with fs.open(local, "wb") as f:
