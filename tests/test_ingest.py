@@ -340,6 +340,11 @@ def test_gzip_of_garbage_and_missing_file(tmp_path):
     src = write(tmp_path / "x.csv.gz", gzip.compress(np.random.default_rng(0).bytes(4000)))
     with pytest.raises(InputError, match=r"x.csv.gz: looks like binary"):
         ingest_source(src, str(tmp_path / "s"))
+    whole = gzip.compress((ML_CSV * 2000).encode())
+    cut = write(tmp_path / "cut.csv.gz", whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"cut.csv.gz: cannot read or decompress"):
+        ingest_source(cut, str(tmp_path / "s"))
+    assert not (tmp_path / "s").exists() or leftovers(tmp_path / "s") == []
     with pytest.raises(InputError, match=r"nope.csv: file not found"):
         ingest_source(str(tmp_path / "nope.csv"), str(tmp_path / "s"))
 
