@@ -208,7 +208,7 @@ def _likely_delimiter(line: str) -> str | None:
 def _delim_hint(line: str, used: str) -> str:
     d = _likely_delimiter(line)
     if d is not None and d != used:
-        return f"; the line looks {d!r}-separated (wrong delimiter? try --format delimited --delimiter {d!r})"
+        return f"; the line looks {d!r}-separated (wrong delimiter? try --format delimited --delimiter {d!r} --columns user=..,item=..,rating=..)"
     return ""
 
 
