@@ -21,10 +21,10 @@ from factorflow.models.base import FactorArrays
 __all__ = ["evaluate", "rating_metrics", "topn_metrics"]
 
 
-def _errors(err: np.ndarray) -> dict[str, float | int]:
+def _errors(err: np.ndarray) -> dict[str, float | int | None]:
     n = int(err.size)
     if n == 0:
-        return {"rmse": float("nan"), "mae": float("nan"), "n": 0}
+        return {"rmse": None, "mae": None, "n": 0}  # JSON null: nothing to average
     return {"rmse": float(np.sqrt(np.mean(err * err))), "mae": float(np.mean(np.abs(err))), "n": n}
 
 
@@ -39,7 +39,7 @@ def rating_metrics(
 ) -> dict[str, Any]:
     """``{rmse, mae, n}`` of clipped predictions; with ``cold`` (bool per row) also ``warm``/``cold``.
 
-    An empty subset reports ``n = 0`` and NaN rmse/mae (no rows, nothing to average).
+    An empty subset reports ``n = 0`` and rmse/mae ``None`` (no rows; stays valid JSON).
     """
     pred = np.clip(factors.predict(users, items), rating_range[0], rating_range[1])
     err = pred - np.asarray(ratings, dtype=np.float64)

@@ -31,7 +31,7 @@ from __future__ import annotations
 from ..storage.datasets import SnapshotRef
 from .formats import FORMATS, FormatSpec, detect_format
 from .reader import REASONS
-from .snapshot import default_name, ingest_source, resolve_duplicates, snapshot_id
+from .snapshot import SnapshotPlan, default_name, ingest_source, planned_snapshot, resolve_duplicates, snapshot_id
 
 __all__ = [
     "FORMATS",
@@ -43,4 +43,6 @@ __all__ = [
     "ingest_source",
     "resolve_duplicates",
     "snapshot_id",
+    "planned_snapshot",
+    "SnapshotPlan",
 ]

@@ -15,6 +15,7 @@ import os
 import posixpath
 import re
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -60,6 +61,57 @@ def snapshot_id(source_sha: str, test_sha: str | None, options: dict[str, Any]) 
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@dataclass
+class SnapshotPlan:
+    """Where ingesting a source with some options lands, known after hashing the source only."""
+
+    name: str
+    snapshot: str
+    path: str
+    exists: bool
+    nbytes: int
+    sha256: str
+    test_info: tuple[int, str] | None
+    columns: Any
+    rating_range: tuple[float, float] | None
+    fs: Any
+
+
+def planned_snapshot(
+    source: str,
+    store: str,
+    name: str | None = None,
+    *,
+    fmt: str | None = None,
+    columns: dict[str, str] | str | None = None,
+    delimiter: str | None = None,
+    rating_range: tuple[float, float] | None = None,
+    test_source: str | None = None,
+) -> SnapshotPlan:
+    """Hash the source(s) and say which snapshot they map to and whether it exists already."""
+    if fmt is not None and fmt not in FORMATS:
+        raise ParameterError(f"--format={fmt!r}: must be one of {', '.join(FORMATS)}")
+    cols = parse_columns(columns)
+    if rating_range is not None:
+        lo, hi = (float(x) for x in rating_range)
+        check_param(np.isfinite([lo, hi]).all() and lo <= hi, "rating_range", rating_range, "LOW,HIGH with LOW <= HIGH")
+        rating_range = (lo, hi)
+    name = _sanitize(name) if name else default_name(source)
+    nbytes, sha = source_size_and_hash(source)
+    test_info = source_size_and_hash(test_source) if test_source else None
+    options = {
+        "format": fmt,
+        "columns": cols,
+        "delimiter": delimiter,
+        "rating_range": list(rating_range) if rating_range else None,
+    }
+    snap = snapshot_id(sha, test_info[1] if test_info else None, options)
+    fs, root = open_store(store)
+    path = snapshot_dir(root, name, snap)
+    return SnapshotPlan(name, snap, path, fs.exists(join(path, ds.MANIFEST_FILE)), nbytes, sha, test_info, cols,
+                        rating_range, fs)
+
+
 def ingest_source(
     source: str,
     store: str,
@@ -82,27 +134,11 @@ def ingest_source(
     """
     source, store = os.fspath(source), os.fspath(store)
     check_param(0.0 <= max_reject_fraction <= 1.0, "max_reject_fraction", max_reject_fraction, "in [0, 1]")
-    if fmt is not None and fmt not in FORMATS:
-        raise ParameterError(f"--format={fmt!r}: must be one of {', '.join(FORMATS)}")
-    cols = parse_columns(columns)
-    if rating_range is not None:
-        lo, hi = (float(x) for x in rating_range)
-        check_param(np.isfinite([lo, hi]).all() and lo <= hi, "rating_range", rating_range, "LOW,HIGH with LOW <= HIGH")
-        rating_range = (lo, hi)
-    name = _sanitize(name) if name else default_name(source)
-
-    nbytes, sha = source_size_and_hash(source)
-    test_info = source_size_and_hash(test_source) if test_source else None
-    options = {
-        "format": fmt,
-        "columns": cols,
-        "delimiter": delimiter,
-        "rating_range": list(rating_range) if rating_range else None,
-    }
-    snap = snapshot_id(sha, test_info[1] if test_info else None, options)
-    fs, root = open_store(store)
-    path = snapshot_dir(root, name, snap)
-    if fs.exists(join(path, ds.MANIFEST_FILE)):
+    plan = planned_snapshot(source, store, name, fmt=fmt, columns=columns, delimiter=delimiter,
+                            rating_range=rating_range, test_source=test_source)
+    cols, rating_range, name, snap, path = plan.columns, plan.rating_range, plan.name, plan.snapshot, plan.path
+    nbytes, sha, test_info, fs = plan.nbytes, plan.sha256, plan.test_info, plan.fs
+    if plan.exists:
         return SnapshotRef(store, name, snap, path, read_json(fs, join(path, ds.MANIFEST_FILE)), reused=True)
 
     spec = detect_format(source, read_sample(source), fmt, cols, delimiter)

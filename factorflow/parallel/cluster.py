@@ -7,6 +7,7 @@ per core is started (ALS kernels are single-threaded numba code, so processes sc
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,8 @@ def default_workers() -> int:
 def dask_client(address: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
     """Yield a connected client; a LocalCluster started here is closed on exit."""
     address = resolve_address(address)
+    # distributed logs every key it cancels (and benign shutdown races) at INFO: keep warnings only.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     if address:
         try:
             client = Client(address, timeout="20s")
@@ -57,6 +60,7 @@ def dask_client(address: str | None = None, n_workers: int | None = None) -> Ite
         processes=True,
         dashboard_address=None,
         host="127.0.0.1",
+        silence_logs=logging.WARNING,
     )
     client = Client(cluster)
     try:

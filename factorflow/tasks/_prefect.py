@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from typing import Any
 
@@ -66,11 +65,3 @@ def stable_key(*parts: Any) -> str:
     """A cache key from JSON-able parts."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()
-
-
-def file_signature(path: str | None) -> Any:
-    """(path, size, mtime) of a local file; the path alone for a URL (content is hashed downstream)."""
-    if path and os.path.exists(path):
-        st = os.stat(path)
-        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
-    return path

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from prefect import task
 
 from ..config import IngestOptions, SplitOptions
-from ._prefect import file_signature, retry_on_io_error, stable_key, task_progress
+from ._prefect import retry_on_io_error, stable_key, task_progress
 
 
-def _listing(path: str) -> list[str]:
-    """What exists under a store folder (part of cache keys, so a deleted output is rebuilt)."""
-    try:
-        return sorted(os.listdir(path))
-    except OSError:
-        return []
+def _ingest_key(context: Any, p: dict[str, Any]) -> str | None:
+    """Cache on the source's content and the options — only while that snapshot exists."""
+    from ..ingest import planned_snapshot
 
-
-def _ingest_key(context: Any, p: dict[str, Any]) -> str:
-    from ..storage.layout import dataset_dir
-    from ..storage.fs import open_store
-
-    _, root = open_store(p["store"])
-    opts = p["options"]
-    name = opts.dataset if isinstance(opts, IngestOptions) else None
-    return stable_key(
-        "ingest", file_signature(p["source"]), file_signature(getattr(opts, "test_source", None)),
-        root, opts.model_dump() if hasattr(opts, "model_dump") else opts,
-        _listing(dataset_dir(root, name)) if name else None,
-    )
+    o: IngestOptions = p["options"]
+    plan = planned_snapshot(p["source"], p["store"], o.dataset, fmt=o.format, columns=o.columns,
+                            rating_range=o.rating_range, test_source=o.test_source)
+    return stable_key("ingest", plan.path, o.model_dump()) if plan.exists else None
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
@@ -47,9 +34,18 @@ def ingest_task(source: str, store: str, options: IngestOptions) -> dict[str, An
     return ref.to_dict()
 
 
-def _split_key(context: Any, p: dict[str, Any]) -> str:
-    snap = p["snapshot"]
-    return stable_key("split", snap["path"], p["options"].model_dump(), _listing(os.path.join(snap["path"], "splits")))
+def _split_key(context: Any, p: dict[str, Any]) -> str | None:
+    """Cache on the snapshot and split request — only while that split exists."""
+    from ..splits import split_id
+    from ..storage.fs import join, open_store
+    from ..storage.layout import split_dir
+
+    o: SplitOptions = p["options"]
+    sid = split_id(o.kind, test_fraction=o.test_fraction, seed=o.seed, cutoff=o.cutoff, per_user=o.per_user,
+                   k=o.k, by=o.by)
+    fs, snap_path = open_store(p["snapshot"]["path"])
+    path = split_dir(snap_path, sid)
+    return stable_key("split", path) if fs.exists(join(path, "manifest.json")) else None
 
 
 @task(name="split", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
@@ -66,9 +62,17 @@ def split_task(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any
     return ref.to_dict()
 
 
-def _partition_key(context: Any, p: dict[str, Any]) -> str:
+def _partition_key(context: Any, p: dict[str, Any]) -> str | None:
+    """Cache on the split and block count — only while those partitions exist."""
+    from ..partitions import default_n_blocks
+    from ..storage.fs import join, open_store
+    from ..storage.layout import partitions_dir
+
     split = p["split"]
-    return stable_key("partition", split["path"], p["n_blocks"], _listing(os.path.join(split["path"], "partitions")))
+    n_blocks = p["n_blocks"] or default_n_blocks(int(split["manifest"]["n_train"]))
+    fs, split_path = open_store(split["path"])
+    path = partitions_dir(split_path, n_blocks)
+    return stable_key("partition", path) if fs.exists(join(path, "partitions.json")) else None
 
 
 @task(name="partition", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
