@@ -10,6 +10,9 @@ by augmenting ũ_j = [u_j; 1] so that x_i = [w_i; b_i] solves one (K+1)×(K+1) s
 
     (Σ_j ũ_j ũ_jᵀ + λ_i I) x_i = Σ_j (r_ij − c_j − μ) ũ_j,      λ_i = reg·n_i (weighted) or reg.
 
+(With the optional ``reg_bias`` the bias entry of λ_i I is ``reg_bias`` instead: the penalty
+becomes λ_i ‖w_i‖² + reg_bias · b_i².)
+
 Spec §5 gives b_i given w_i and w_i given b_i; solving both at once reaches the same
 fixed point in one step and never increases the regularized loss. The item half-sweep
 is the same call on the item×user CSR with targets r_ij − b_i − μ. Rows are solved one
@@ -24,7 +27,8 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg, weighted):  # pragma: no cover - compiled
+def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg, weighted,
+                       reg_bias):  # pragma: no cover - compiled
     n_rows = indptr.shape[0] - 1
     k = other_factors.shape[1]
     d = k + 1
@@ -54,8 +58,9 @@ def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg
                 for s in range(r + 1):
                     a[r, s] += yr * y[s]
         lam = reg * (stop - start) if weighted else reg
-        for r in range(d):
+        for r in range(k):
             a[r, r] += lam
+        a[k, k] += lam if reg_bias < 0.0 else reg_bias
         # Cholesky A = L Lᵀ in the lower triangle, in place.
         for r in range(d):
             acc = a[r, r]
@@ -123,17 +128,26 @@ def solve_block(
     mu: float,
     reg: float,
     weighted: bool,
+    reg_bias: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Solve every row of a CSR block exactly for (factors, bias); see the module docstring.
+
+    The bias update is the exact joint minimizer: spec §5 gives b_i given w_i (and w_i given
+    b_i); we solve both at once by augmenting u_j with a constant 1, one (K+1)×(K+1)
+    Cholesky solve per row, λ_i = reg·n_i if ``weighted`` (ALS-WR) else reg. The item
+    half-sweep is the same call on the item×user CSR, i.e. targets r_ij − b_i − μ.
 
     ``indptr`` int64 (local, starts at 0, length rows+1), ``indices`` int32 global ids on the
     other side, ``data`` float32 ratings; ``other_factors`` (n_other, K), ``other_bias``
     (n_other,). Returns ``(factors (rows, K), bias (rows,), sse)`` in the dtype of
     ``other_factors`` (float32 by contract); rows with no ratings get zeros; ``sse`` is
     Σ (r − x_i·ũ_j − c_j − μ)² over the block's ratings after the update. Deterministic.
+    ``reg_bias`` (optional, default None = λ_i): a separate constant penalty on the bias, i.e.
+    the last diagonal entry of the system is ``reg_bias`` instead of λ_i.
     """
     args = _check(indptr, indices, data, other_factors, other_bias)
-    f, b, sse = _solve_block_numba(*args, float(mu), float(reg), bool(weighted))
+    rb = -1.0 if reg_bias is None else float(reg_bias)
+    f, b, sse = _solve_block_numba(*args, float(mu), float(reg), bool(weighted), rb)
     return f, b, float(sse)
 
 
@@ -146,6 +160,7 @@ def solve_block_reference(
     mu: float,
     reg: float,
     weighted: bool,
+    reg_bias: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Plain NumPy version of :func:`solve_block` (same contract), for tests."""
     indptr, indices, data, other_factors, other_bias = _check(
@@ -162,7 +177,9 @@ def solve_block_reference(
         y = np.hstack([other_factors[cols].astype(np.float64), np.ones((cols.size, 1))])
         t = data[indptr[i]:indptr[i + 1]].astype(np.float64) - other_bias[cols] - mu
         lam = reg * cols.size if weighted else reg
-        x = np.linalg.solve(y.T @ y + lam * np.eye(k + 1), y.T @ t)
+        diag = np.full(k + 1, lam)
+        diag[k] = lam if reg_bias is None else reg_bias
+        x = np.linalg.solve(y.T @ y + np.diag(diag), y.T @ t)
         factors[i] = x[:k]
         bias[i] = x[k]
         stored = np.append(factors[i].astype(np.float64), np.float64(bias[i]))
