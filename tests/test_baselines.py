@@ -73,7 +73,7 @@ def test_bias_baseline_on_ml_latest_small_beats_the_global_mean():
     bias = rating_metrics(BiasBaseline().fit(train).factors(), u[test], i[test], r[test])
     mean = rating_metrics(GlobalMean().fit(train).factors(), u[test], i[test], r[test])
     assert 1.03 < mean["rmse"] < 1.06
-    assert 0.855 < bias["rmse"] < 0.875  # measured 0.866 (seed 0)
+    assert 0.855 < bias["rmse"] < 0.875  # measured 0.8645 (seed 0; mean of seeds 0-2: 0.8617)
 
 
 @pytest.mark.parametrize("kwargs", [{"reg_user": -1.0}, {"reg_item": float("inf")},

@@ -55,11 +55,12 @@ class BiasBaseline:
     Alternating exact updates, items first (from b = 0, the first item step is the damped
     item mean): c_j = Σ_i (r_ij − μ − b_i) / (n_j + λ_i), then b_i = Σ_j (r_ij − μ − c_j) /
     (n_i + λ_u). Each step is an exact block minimizer, so the loss never increases.
+    Defaults λ_u = λ_i = 3 (best of 0–10 on ml-latest-small, random 80/20: RMSE 0.8617).
     """
 
     kind: ClassVar[str] = "bias"
 
-    def __init__(self, reg_user: float = 5.0, reg_item: float = 5.0, iterations: int = 10) -> None:
+    def __init__(self, reg_user: float = 3.0, reg_item: float = 3.0, iterations: int = 10) -> None:
         for name, v in (("reg_user", reg_user), ("reg_item", reg_item)):
             check_param(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
                         and np.isfinite(v), name, v, "a finite number >= 0")
