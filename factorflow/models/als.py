@@ -7,9 +7,11 @@ Loss (spec §5, μ = train mean, not learned):
 or, with ``weighted=True`` (ALS-WR), λ·n_i on each user's (w_i, b_i) and λ·n_j on each
 item's (u_j, c_j); an optional ``reg_bias`` replaces the biases' penalty by reg_bias(‖b‖²+‖c‖²).
 Defaults (K=50, λ=12, 15 sweeps, unweighted: exactly the spec's loss) give test RMSE 0.8476 on
-ml-latest-small, random 80/20, mean of seeds 0–2 (bias baseline 0.8617). A sweep is a user half-sweep (every (w_i, b_i) solved jointly given
-U, c) then an item half-sweep (every (u_j, c_j) given W, b), each one call of the row-block
-kernel :func:`solve_block` over a whole CSR. The Dask driver calls the same kernel per
+ml-latest-small, random 80/20, mean of seeds 0–2 (bias baseline 0.8617).
+
+A sweep is a user half-sweep (every (w_i, b_i) solved jointly given U, c) then an item
+half-sweep (every (u_j, c_j) given W, b), each one call of the row-block kernel
+:func:`solve_block` over a whole CSR. The Dask driver calls the same kernel per
 partition block, so serial and parallel fits agree.
 """
 
