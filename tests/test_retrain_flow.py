@@ -115,15 +115,18 @@ def test_published_files(retrained):
 
 
 def test_recommend_returns_unseen_items(retrained, capsys):
-    import pandas as pd
-
     from factorflow.cli import main
 
-    store, _ = retrained
+    store, state = retrained
+    summary = state.result()
     assert main(["recommend", "--model", "als", "--user", "1", "-n", "10", "--json", "--store", store]) == 0
     recs = json.loads(capsys.readouterr().out)
-    ratings = pd.read_csv(DATA / "ratings.csv")
-    seen = set(ratings.loc[ratings.userId == 1, "movieId"])
+    snap = Path(store) / "datasets" / summary["dataset"] / summary["snapshot"]
+    train = pq.read_table(snap / "splits" / summary["split"] / "train.parquet").to_pandas()
+    users = pq.read_table(snap / "users.parquet").to_pandas().set_index("user_id")["user_idx"]
+    items = pq.read_table(snap / "items.parquet").to_pandas().set_index("item_idx")["item_id"]
+    seen = set(items[train.loc[train.user_idx == users[1], "item_idx"]])
+    assert len(seen) > 0
     assert len(recs) == 10
     assert all(isinstance(r["item"], int) and r["item"] not in seen for r in recs)
     scores = [r["score"] for r in recs]
