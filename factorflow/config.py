@@ -21,6 +21,7 @@ class IngestOptions(BaseModel):
     dataset: str | None = Field(None, description="dataset name in the store (default: source file stem)")
     format: str | None = Field(None, description="movielens-csv | ml100k | ml1m | delimited (default: detect)")
     columns: dict[str, str] | None = Field(None, description="for --format delimited: user/item/rating/timestamp")
+    delimiter: str | None = Field(None, description="field delimiter for --format delimited (default: guessed)")
     rating_range: tuple[float, float] | None = None
     max_reject_fraction: float = Field(0.01, ge=0.0, le=1.0)
     test_source: str | None = Field(None, description="a second file with the test ratings (split 'given')")

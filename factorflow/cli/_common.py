@@ -51,11 +51,15 @@ def add_ingest_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("ingest")
     g.add_argument("--format", dest="fmt", choices=["movielens-csv", "ml100k", "ml1m", "delimited"],
                    help="input format (default: detected from the first bytes)")
-    g.add_argument("--columns", help="for --format delimited: user=COL,item=COL,rating=COL[,timestamp=COL]")
-    g.add_argument("--rating-range", help="LOW,HIGH of valid ratings (default: inferred)")
+    g.add_argument("--columns",
+                   help="column mapping for --format delimited: user=COL,item=COL,rating=COL[,timestamp=COL] "
+                        "(header names, or 1-based positions for a file without header)")
+    g.add_argument("--delimiter", help="field delimiter for --format delimited (default: guessed; '\\t' for tab)")
+    g.add_argument("--rating-range", metavar="LOW,HIGH", help="valid ratings, e.g. 0.5,5 (default: inferred)")
     g.add_argument("--max-reject-fraction", type=float, default=0.01,
-                   help="fail when more than this fraction of rows is rejected (default 0.01)")
-    g.add_argument("--test-source", help="a second file holding the test ratings (e.g. MovieLens-100K u1.test)")
+                   help="fail when more than this fraction of rows is rejected (default: 0.01)")
+    g.add_argument("--test-source", metavar="TEST",
+                   help="a given test file sharing the id space (e.g. MovieLens-100K u1.test)")
 
 
 def ingest_options(args: argparse.Namespace, dataset: str | None = None):
@@ -67,6 +71,7 @@ def ingest_options(args: argparse.Namespace, dataset: str | None = None):
     try:
         return IngestOptions(
             dataset=dataset, format=args.fmt, columns=parse_pairs(args.columns, "--columns"),
+            delimiter=args.delimiter,
             rating_range=parse_range(args.rating_range, "--rating-range"),
             max_reject_fraction=args.max_reject_fraction, test_source=args.test_source,
         )

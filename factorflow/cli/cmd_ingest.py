@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_store_arg
-
-FORMAT_CHOICES = ("movielens-csv", "ml100k", "ml1m", "delimited")
-
+from ._common import add_ingest_args, add_store_arg, parse_pairs, parse_range
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -22,34 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="SOURCE", help="ratings file: local path or fsspec URL")
     add_store_arg(p)
     p.add_argument("--name", help="dataset name (default: the file's stem, e.g. 'ratings')")
-    p.add_argument("--format", dest="fmt", choices=FORMAT_CHOICES, help="file format (default: detected)")
-    p.add_argument(
-        "--columns",
-        help="column mapping for --format delimited: user=COL,item=COL,rating=COL[,timestamp=COL] "
-        "(header names, or 1-based positions for a file without header)",
-    )
-    p.add_argument("--delimiter", help="field delimiter for --format delimited (default: guessed; '\\t' for tab)")
-    p.add_argument("--rating-range", metavar="LOW,HIGH", help="valid ratings, e.g. 0.5,5 (default: inferred)")
-    p.add_argument(
-        "--max-reject-fraction",
-        type=float,
-        default=0.01,
-        help="fail when more than this fraction of rows is rejected (default: 0.01)",
-    )
-    p.add_argument("--test-source", metavar="TEST", help="a given test file sharing the id space (e.g. u1.test)")
+    add_ingest_args(p)
     p.set_defaults(func=run)
-
-
-def _parse_range(text: str | None) -> tuple[float, float] | None:
-    from ..errors import ParameterError
-
-    if text is None:
-        return None
-    try:
-        lo, hi = (float(x) for x in text.split(","))
-    except ValueError:
-        raise ParameterError(f"--rating-range={text!r}: must be LOW,HIGH, e.g. 0.5,5") from None
-    return lo, hi
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
             args.store,
             args.name,
             fmt=args.fmt,
-            columns=args.columns,
+            columns=parse_pairs(args.columns, "--columns"),
             delimiter=args.delimiter,
-            rating_range=_parse_range(args.rating_range),
+            rating_range=parse_range(args.rating_range, "--rating-range"),
             max_reject_fraction=args.max_reject_fraction,
             test_source=args.test_source,
             progress=bar,

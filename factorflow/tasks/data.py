@@ -16,7 +16,7 @@ def _ingest_key(context: Any, p: dict[str, Any]) -> str | None:
 
     o: IngestOptions = p["options"]
     plan = planned_snapshot(p["source"], p["store"], o.dataset, fmt=o.format, columns=o.columns,
-                            rating_range=o.rating_range, test_source=o.test_source)
+                            delimiter=o.delimiter, rating_range=o.rating_range, test_source=o.test_source)
     return stable_key("ingest", plan.path, o.model_dump()) if plan.exists else None
 
 
@@ -27,7 +27,7 @@ def ingest_task(source: str, store: str, options: IngestOptions) -> dict[str, An
     from ..ingest import ingest_source
 
     ref = ingest_source(
-        source, store, options.dataset, fmt=options.format, columns=options.columns,
+        source, store, options.dataset, fmt=options.format, columns=options.columns, delimiter=options.delimiter,
         rating_range=options.rating_range, max_reject_fraction=options.max_reject_fraction,
         test_source=options.test_source, progress=task_progress("ingest", "B"),
     )
