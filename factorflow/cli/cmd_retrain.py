@@ -83,12 +83,28 @@ def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
         print(f"learning curve: {m['learning_curve_png']}", file=out)
 
 
+def check_sources_exist(*sources: str | None) -> None:
+    """Fail in one line, before Prefect starts, when a source file is missing."""
+    from ..errors import InputError
+    from ..storage.fs import open_store
+
+    for src in sources:
+        if src:
+            fs, path = open_store(src)
+            if not fs.exists(path):
+                raise InputError(f"{src}: file not found")
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
+    params = params_from_args(args, args.dataset)
+    check_sources_exist(args.source, args.test_source, args.titles)
+    from ..models.catalog import make_model
+
+    make_model(args.model, params.model.overrides())  # a bad kind or value fails here, in one line
     from ..flows.retrain import retrain_flow
 
-    params = params_from_args(args, args.dataset)
     summary = retrain_flow(args.source, args.store, args.model, args.name, params)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
