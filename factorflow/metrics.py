@@ -20,6 +20,8 @@ from factorflow.models.base import FactorArrays
 
 __all__ = ["evaluate", "rating_metrics", "topn_metrics"]
 
+_BLOCK_CELLS = 8 * 2**20  # float64 scores held at once in topn_metrics
+
 
 def _errors(err: np.ndarray) -> dict[str, float | int | None]:
     n = int(err.size)
@@ -65,7 +67,8 @@ def topn_metrics(
     """precision@n, recall@n, ndcg@n over test users with ≥1 relevant item; scores in user blocks.
 
     Candidates are all items the user did not rate in train; ties in score are broken by
-    the lower item index. Also returns ``n_users_evaluated``.
+    the lower item index. Scores are computed ``batch_users`` users at a time (fewer when
+    that would exceed 8 Mi cells), so memory stays bounded. Also returns ``n_users_evaluated``.
     """
     train = sp.csr_matrix(train_csr)
     test_users = np.asarray(test_users, dtype=np.int64)
@@ -86,8 +89,9 @@ def topn_metrics(
     item_f = factors.item_factors.astype(np.float64)
     item_b = factors.item_bias.astype(np.float64)
     prec = rec = ndcg = 0.0
-    for lo in range(0, eval_users.size, batch_users):
-        block = eval_users[lo:lo + batch_users]
+    step = max(1, min(batch_users, _BLOCK_CELLS // max(n_items, 1)))  # ≤ 64 MiB of scores
+    for lo in range(0, eval_users.size, step):
+        block = eval_users[lo:lo + step]
         scores = factors.user_factors[block].astype(np.float64) @ item_f.T
         scores += item_b[None, :] + factors.user_bias[block].astype(np.float64)[:, None]
         scores += factors.global_mean
