@@ -205,34 +205,31 @@ def similar_items(factors: FactorArrays, item_idx: int, n: int, *,
 
 
 def fold_in(factors: FactorArrays, item_idx: np.ndarray, ratings: np.ndarray, reg: float,
-            weighted: bool) -> tuple[np.ndarray, float]:
-    """Closed-form (w, b) of a new user against the published items (the ALS user update).
+            weighted: bool, reg_bias: float | None = None) -> tuple[np.ndarray, float]:
+    """Closed-form (w, b) of a new user against the published items: the ALS user update itself.
 
     With ũ_j = [u_j; 1] over the rated items, x = [w; b] solves
-    (Σ ũ_jũ_jᵀ + λI) x = Σ (r_j − c_j − μ) ũ_j, λ = reg·n if ``weighted`` else reg.
+    (Σ ũ_jũ_jᵀ + Λ) x = Σ (r_j − c_j − μ) ũ_j, Λ = λ I (λ·n if ``weighted``; the bias entry
+    ``reg_bias`` when given) — computed by :func:`factorflow.models.als.solve_block` on one row.
     """
+    from .models.als import solve_block
+
     items = np.asarray(item_idx, dtype=np.int64)
     r = np.asarray(ratings, dtype=np.float64)
     check_param(items.ndim == 1 and r.shape == items.shape, "ratings", f"shape {r.shape}",
                 f"the same shape as item_idx {items.shape}")
-    check_param(reg >= 0 and np.isfinite(reg), "reg", reg, "finite and >= 0")
+    check_param(reg > 0 and np.isfinite(reg), "reg", reg, "finite and > 0")
     if len(items) and (items.min() < 0 or items.max() >= factors.n_items):
         raise ParameterError(f"item_idx: values must be in [0, {factors.n_items})")
     if len(np.unique(items)) != len(items):
         raise ParameterError("item_idx: each item may be rated once")
-    k = factors.rank
     if len(items) == 0:
-        return np.zeros(k, dtype=np.float32), 0.0
-    y = np.hstack([factors.item_factors[items].astype(np.float64), np.ones((len(items), 1))])
-    t = r - factors.item_bias[items].astype(np.float64) - float(factors.global_mean)
-    lam = reg * len(items) if weighted else reg
-    a = y.T @ y + lam * np.eye(k + 1)
-    rhs = y.T @ t
-    try:
-        x = np.linalg.solve(a, rhs)
-    except np.linalg.LinAlgError:  # reg = 0 with too few ratings: the minimum-norm solution
-        x = np.linalg.lstsq(a, rhs, rcond=None)[0]
-    return x[:k].astype(np.float32), float(x[k])
+        return np.zeros(factors.rank, dtype=np.float32), 0.0
+    w, b, _ = solve_block(np.array([0, len(items)], dtype=np.int64), items.astype(np.int32),
+                          r.astype(np.float32), factors.item_factors.astype(np.float32),
+                          factors.item_bias.astype(np.float32), float(factors.global_mean), float(reg),
+                          bool(weighted), reg_bias)
+    return w[0], float(b[0])
 
 
 def popular_fallback(factors: FactorArrays, n_ratings: np.ndarray | None, n: int,

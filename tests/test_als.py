@@ -139,7 +139,7 @@ def test_fit_history_matches_objective_and_callback_is_merged():
     last = model.history[-1]
     assert last["test_rmse"] == 4.0 and last["seconds"] >= 0
     fa = model.factors()
-    assert last["objective"] == pytest.approx(objective(train, fa, 0.2, True), rel=1e-6)
+    assert last["objective"] == pytest.approx(objective(train, fa, 0.2, True, model.config.reg_bias), rel=1e-6)
     coo = train.tocoo()
     rmse = np.sqrt(np.mean((coo.data - fa.predict(coo.row, coo.col)) ** 2))
     assert last["train_rmse"] == pytest.approx(rmse, rel=1e-5)

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             raise NotFoundError(f"--ratings: items not in {who}: {', '.join(bad)}")
         params = model.model_json.get("params") or {}
         w, b = rec.fold_in(f, idx, np.array([r for _, r in given]),
-                           float(params.get("reg", 0.1)), bool(params.get("weighted", False)))
+                           float(params.get("reg", 0.1)), bool(params.get("weighted", False)),
+                           params.get("reg_bias"))
         exclude = np.union1d(idx, seen)
         ranked = rec.top_n_for_vector(f, w, b, args.n, exclude, allowed=allowed)
     elif user_idx is None:

@@ -54,7 +54,7 @@ class ALSConfig:
     seed: int = 42
     init_scale: float = 0.1
     dtype: str = "float32"
-    reg_bias: float | None = None  # None: biases share λ_i with the factors (spec §5)
+    reg_bias: float | None = 3.0  # λ on the biases; None: biases share λ_i with the factors (spec §5)
 
     def __post_init__(self) -> None:
         check_param(isinstance(self.rank, (int, np.integer)) and not isinstance(self.rank, bool)
@@ -120,7 +120,7 @@ def half_sweep(csr: sp.csr_matrix, other_factors: np.ndarray, other_bias: np.nda
                        other_factors, other_bias, mu, reg, weighted, reg_bias)
 
 
-def _penalty(f: np.ndarray, b: np.ndarray, counts: np.ndarray, reg: float, weighted: bool,
+def penalty(f: np.ndarray, b: np.ndarray, counts: np.ndarray, reg: float, weighted: bool,
              reg_bias: float | None = None) -> float:
     """Σ_rows λ_i (‖f_i‖² + b_i²), or λ_i ‖f_i‖² + reg_bias b_i² when reg_bias is given."""
     lam = reg * counts if weighted else np.full(counts.shape, reg)
@@ -137,8 +137,8 @@ def objective(train: sp.spmatrix, factors: FactorArrays, reg: float, weighted: b
     n_u = np.bincount(coo.row, minlength=factors.n_users).astype(np.float64)
     n_i = np.bincount(coo.col, minlength=factors.n_items).astype(np.float64)
     return (float(err @ err)
-            + _penalty(factors.user_factors, factors.user_bias, n_u, reg, weighted, reg_bias)
-            + _penalty(factors.item_factors, factors.item_bias, n_i, reg, weighted, reg_bias))
+            + penalty(factors.user_factors, factors.user_bias, n_u, reg, weighted, reg_bias)
+            + penalty(factors.item_factors, factors.item_bias, n_i, reg, weighted, reg_bias))
 
 
 class ALS:
@@ -169,8 +169,8 @@ class ALS:
             seconds = time.perf_counter() - t0
             self._factors = FactorArrays(w, u, b, c, mu)
             rmse = float(np.sqrt(sse / by_user.nnz)) if by_user.nnz else 0.0
-            obj = (sse + _penalty(w, b, n_u, cfg.reg, cfg.weighted, cfg.reg_bias)
-                   + _penalty(u, c, n_i, cfg.reg, cfg.weighted, cfg.reg_bias))
+            obj = (sse + penalty(w, b, n_u, cfg.reg, cfg.weighted, cfg.reg_bias)
+                   + penalty(u, c, n_i, cfg.reg, cfg.weighted, cfg.reg_bias))
             row: dict[str, Any] = {"sweep": sweep, "train_rmse": rmse, "objective": obj,
                                    "seconds": seconds}
             if callback is not None:

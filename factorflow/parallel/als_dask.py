@@ -17,21 +17,20 @@ from typing import Any
 import numpy as np
 from distributed import Client, Future, wait
 
-from ..models.als import ALSConfig, init_factors, solve_block
+from ..models.als import ALSConfig, init_factors, penalty, solve_block
 from ..models.base import FactorArrays
 from ..partitions import PartitionsRef, RowBlock, load_block
 from ..progress import Progress, report
 
 
-def _solve(block: RowBlock, other: tuple[np.ndarray, np.ndarray], mu: float, reg: float,
-           weighted: bool) -> tuple[int, int, np.ndarray, np.ndarray, float, float]:
-    """Kernel call on one block; also returns the block's regularization term λ Σ ω_i(‖x_i‖²+β_i²)."""
+def _solve(block: RowBlock, other: tuple[np.ndarray, np.ndarray], mu: float,
+           cfg: ALSConfig) -> tuple[int, int, np.ndarray, np.ndarray, float, float]:
+    """Kernel call on one block; also returns the block's share of the regularization term."""
     factors, bias, sse = solve_block(
-        block.indptr, block.indices, block.data, other[0], other[1], mu, reg, weighted
+        block.indptr, block.indices, block.data, other[0], other[1], mu, cfg.reg, cfg.weighted, cfg.reg_bias
     )
-    norms = np.einsum("ij,ij->i", factors, factors, dtype=np.float64) + bias.astype(np.float64) ** 2
-    weights = np.diff(block.indptr) if weighted else np.ones(len(bias))
-    return block.start, block.stop, factors, bias, float(sse), float(reg * np.dot(weights, norms))
+    reg_term = penalty(factors, bias, np.diff(block.indptr), cfg.reg, cfg.weighted, cfg.reg_bias)
+    return block.start, block.stop, factors, bias, float(sse), reg_term
 
 
 def _load_blocks(client: Client, parts: PartitionsRef, side: str) -> list[Future]:
@@ -46,15 +45,15 @@ def _half_sweep(client: Client, blocks: list[Future], other: tuple[np.ndarray, n
                 out_factors: np.ndarray, out_bias: np.ndarray, mu: float, cfg: ALSConfig) -> tuple[float, float]:
     """Solve one side in place; returns (sse after the update, that side's regularization term)."""
     [other_f] = client.scatter([other], broadcast=True, hash=False)
-    futures = [client.submit(_solve, blk, other_f, mu, cfg.reg, cfg.weighted, pure=False) for blk in blocks]
-    sse = penalty = 0.0
-    for start, stop, factors, bias, block_sse, block_penalty in client.gather(futures):
+    futures = [client.submit(_solve, blk, other_f, mu, cfg, pure=False) for blk in blocks]
+    sse = reg_total = 0.0
+    for start, stop, factors, bias, block_sse, block_reg in client.gather(futures):
         out_factors[start:stop] = factors
         out_bias[start:stop] = bias
         sse += block_sse
-        penalty += block_penalty
+        reg_total += block_reg
     client.cancel([other_f, *futures])
-    return sse, penalty
+    return sse, reg_total
 
 
 def fit_als_dask(
