@@ -53,4 +53,5 @@ def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name:
     logger.info("model %s version %s: test RMSE %.4f (split %s); bias baseline %.4f",
                 name, version, test["rmse"], split["split"], metrics["baselines"]["bias"]["rmse"])
     return {"model": name, "version": version, "store": root, "snapshot": snapshot["snapshot"],
-            "dataset": snapshot["name"], "split": split["split"], "metrics": metrics, "kind": model}
+            "dataset": snapshot["name"], "split": split["split"], "metrics": metrics, "kind": model,
+            "params": run["params"]}

@@ -10,8 +10,10 @@
             partitions/p{P}/                         P row blocks by user and by item
                 partitions.json user_000.npz ... item_000.npz
     STORE/models/NAME/versions/VERSION/              one published model version
-        user_factors.parquet item_factors.parquet model.json metrics.json
+        user_factors.parquet item_factors.parquet seen.parquet recommendations.parquet model.json
     STORE/models/NAME/CURRENT                        text file naming the published VERSION
+    STORE/runs/RUN/                                  one flow run's scratch: factors.npz, history.json,
+                                                     metrics.json, learning_curve.png, recommendations.parquet
 """
 
 from __future__ import annotations
