@@ -67,8 +67,5 @@ def train_model(
 
         factors, history = fit_als_dask(client, partitions, model.config, callback=callback, progress=progress)
         return TrainResult(factors, history, model.params(), kind)
-    fit_kwargs: dict[str, Any] = {"progress": progress}
-    if hasattr(model, "history"):
-        fit_kwargs["callback"] = callback
-    model.fit(train_csr(split), **fit_kwargs)
+    model.fit(train_csr(split), progress=progress, callback=callback)
     return TrainResult(model.factors(), list(getattr(model, "history", [])), model.params(), kind)

@@ -65,8 +65,12 @@ class FactorModel(Protocol):
 
     kind: ClassVar[str]  # "als", "bpmf", "keras-mf", ...
 
-    def fit(self, train: sp.csr_matrix, *, progress: Any = None) -> FactorModel:
-        """Fit on a users×items CSR of training ratings; returns self."""
+    def fit(self, train: sp.csr_matrix, *, progress: Any = None, callback: Any = None) -> FactorModel:
+        """Fit on a users×items CSR of training ratings; returns self.
+
+        Iterative models call ``callback(step, factors) -> dict`` after each step (sweep, epoch,
+        Gibbs sample) and merge what it returns into their ``history`` row for that step.
+        """
         ...
 
     def factors(self) -> FactorArrays:

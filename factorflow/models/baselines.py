@@ -34,7 +34,8 @@ class GlobalMean:
     def __init__(self) -> None:
         self._factors: FactorArrays | None = None
 
-    def fit(self, train: sp.spmatrix, *, progress: Any = None) -> GlobalMean:
+    def fit(self, train: sp.spmatrix, *, progress: Any = None, callback: Any = None) -> GlobalMean:
+        """μ = the train mean (closed form: no steps, so ``progress``/``callback`` go unused)."""
         train = sp.csr_matrix(train)
         n_u, n_i = train.shape
         self._factors = _rank0(n_u, n_i, np.zeros(n_u), np.zeros(n_i), _mu(train))
@@ -69,7 +70,7 @@ class BiasBaseline:
         self.reg_user, self.reg_item, self.iterations = float(reg_user), float(reg_item), iterations
         self._factors: FactorArrays | None = None
 
-    def fit(self, train: sp.spmatrix, *, progress: Any = None) -> BiasBaseline:
+    def fit(self, train: sp.spmatrix, *, progress: Any = None, callback: Any = None) -> BiasBaseline:
         coo = sp.coo_matrix(train)
         n_u, n_i = coo.shape
         r = coo.data.astype(np.float64)
