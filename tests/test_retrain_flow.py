@@ -131,3 +131,12 @@ def test_recommend_returns_unseen_items(retrained, capsys):
     assert all(isinstance(r["item"], int) and r["item"] not in seen for r in recs)
     scores = [r["score"] for r in recs]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_ingest_flow_reuses_the_snapshot(tmp_path, prefect_server):
+    from factorflow.flows.ingest import ingest_flow
+
+    first = ingest_flow(str(DATA / "ratings.csv"), str(tmp_path))
+    again = ingest_flow(str(DATA / "ratings.csv"), str(tmp_path))
+    assert first["manifest"]["rows_kept"] == 100_836 and first["reused"] is False
+    assert again["snapshot"] == first["snapshot"] and again["reused"] is True

@@ -27,23 +27,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "Unknown users get popular items (flagged as fallback); --ratings folds a "
                     "user in from a few ratings without retraining.",
     )
-    p.add_argument("--model", required=True, metavar="NAME", help="published model name")
     p.add_argument("--user", metavar="RAW_ID", help="raw user id as in the ratings source")
-    p.add_argument("-n", type=int, default=10, help="number of items (default 10)")
-    p.add_argument("--json", action="store_true", help='print [{"item": id, "score": x}, ...]')
-    p.add_argument("--version", dest="model_version", metavar="V",
-                   help="model version (default: the one CURRENT names)")
-    p.add_argument("--titles", metavar="movies.csv",
-                   help="MovieLens movies.csv (movieId,title,...) for titles not stored with the model")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--ratings", metavar="ITEM=R,...",
                    help="fold in these ratings (e.g. 318=5,296=4.5) and recommend from them")
     g.add_argument("--ratings-file", metavar="F.csv",
                    help="fold in ratings from a CSV with columns item,rating (header optional)")
+    add_published_model_args(p, 'print [{"item": id, "score": x}, ...]')
+    p.set_defaults(func=run)
+
+
+def add_published_model_args(p: argparse.ArgumentParser, json_help: str) -> None:
+    """Options of every command that reads a published model (recommend, similar)."""
+    p.add_argument("--model", required=True, metavar="NAME", help="published model name")
+    p.add_argument("-n", type=int, default=10, help="number of items (default 10)")
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--version", dest="model_version", metavar="V",
+                   help="model version (default: the one CURRENT names)")
+    p.add_argument("--titles", metavar="movies.csv",
+                   help="MovieLens movies.csv (movieId,title,...) for titles not stored with the model")
     p.add_argument("--min-ratings", type=int, default=5, metavar="K",
                    help="only return items with at least K train ratings (default 5; 0 = any)")
     add_store_arg(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -78,7 +78,12 @@ def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
     print(f"dataset {summary['dataset']} snapshot {summary['snapshot']}; held-out metrics on split "
           f"'{summary['split']}' ({m['split']['n_test']} test ratings):\n", file=out)
     print(format_table(metrics_rows(m, summary["kind"], top_n)), file=out)
-    print(f"\ntrain RMSE {m['train']['rmse']:.4f}", file=out)
+    warm, cold = m["test"].get("warm"), m["test"].get("cold")
+    if warm and cold:
+        cold_rmse = "n/a" if cold["rmse"] is None else f"{cold['rmse']:.4f}"
+        print(f"\n{summary['kind']} test RMSE on warm rows {warm['rmse']:.4f} ({warm['n']:,}); on cold-start rows "
+              f"(user or item unseen in train: μ + known bias) {cold_rmse} ({cold['n']:,})", file=out)
+    print(f"train RMSE {m['train']['rmse']:.4f}", file=out)
     if m.get("learning_curve_png"):
         print(f"learning curve: {m['learning_curve_png']}", file=out)
 

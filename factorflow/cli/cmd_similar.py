@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import NotFoundError, ParameterError
-from ._common import add_store_arg
+from .cmd_recommend import add_published_model_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,17 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="items most similar to an item (cosine on item factors)",
         description="Items most similar to ITEM by cosine between published item factor vectors.",
     )
-    p.add_argument("--model", required=True, metavar="NAME", help="published model name")
     p.add_argument("--item", required=True, metavar="RAW_ID", help="raw item id as in the source")
-    p.add_argument("-n", type=int, default=10, help="number of items (default 10)")
-    p.add_argument("--json", action="store_true", help='print [{"item": id, "score": cosine}, ...]')
-    p.add_argument("--version", dest="model_version", metavar="V",
-                   help="model version (default: the one CURRENT names)")
-    p.add_argument("--titles", metavar="movies.csv",
-                   help="MovieLens movies.csv (movieId,title,...) for titles not stored with the model")
-    p.add_argument("--min-ratings", type=int, default=5, metavar="K",
-                   help="only return items with at least K train ratings (default 5; 0 = any)")
-    add_store_arg(p)
+    add_published_model_args(p, 'print [{"item": id, "score": cosine}, ...]')
     p.set_defaults(func=run)
 
 

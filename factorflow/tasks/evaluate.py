@@ -8,9 +8,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from ..storage.fs import join, open_store, write_json
+from ._prefect import retry_on_io_error
 
 
-@task(name="evaluate")
+@task(name="evaluate", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error)
 def evaluate_task(run: dict[str, Any], split: dict[str, Any], run_dir: str,
                   rating_range: tuple[float, float], top_n: int = 10) -> dict[str, Any]:
     """Evaluate the run's factors on the split's test part; writes metrics.json and learning_curve.png."""
