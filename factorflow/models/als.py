@@ -141,6 +141,12 @@ def objective(train: sp.spmatrix, factors: FactorArrays, reg: float, weighted: b
             + penalty(factors.item_factors, factors.item_bias, n_i, reg, weighted, reg_bias))
 
 
+def sweep_message(row: dict[str, Any]) -> str:
+    """One progress line for a history row: train RMSE, and held-out RMSE when the callback gave it."""
+    msg = f"train RMSE {row['train_rmse']:.4f}"
+    return msg + (f", test RMSE {row['test_rmse']:.4f}" if "test_rmse" in row else "")
+
+
 class ALS:
     """Serial biased ALS implementing the ``FactorModel`` protocol."""
 
@@ -176,7 +182,7 @@ class ALS:
             if callback is not None:
                 row.update(callback(sweep, self._factors) or {})
             self.history.append(row)
-            report(progress, sweep, cfg.sweeps, f"train_rmse={rmse:.4f}")
+            report(progress, sweep, cfg.sweeps, sweep_message(row))
         return self
 
     def factors(self) -> FactorArrays:

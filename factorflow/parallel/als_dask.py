@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from distributed import Client, Future, wait
 
-from ..models.als import ALSConfig, init_factors, penalty, solve_block
+from ..models.als import ALSConfig, init_factors, penalty, solve_block, sweep_message
 from ..models.base import FactorArrays
 from ..partitions import PartitionsRef, RowBlock, load_block
 from ..progress import Progress, report
@@ -91,7 +91,7 @@ def fit_als_dask(
             if callback is not None:
                 row.update(callback(sweep, factors))
             history.append(row)
-            report(progress, sweep, config.sweeps, f"train RMSE {row['train_rmse']:.4f}")
+            report(progress, sweep, config.sweeps, sweep_message(row))
     finally:
         client.cancel(user_blocks + item_blocks)
     return FactorArrays(W, U, b, c, mu), history

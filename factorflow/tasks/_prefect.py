@@ -33,8 +33,8 @@ def task_progress(step: str, unit: str = "it") -> Progress:
         bucket = int(pct // 10) if total and total > 20 else int(done)
         if bucket != last_bucket[0]:
             last_bucket[0] = bucket
-            of = f"/{total:g}" if total else ""
-            logger.info("%s: %g%s %s", step, done, of, message)
+            of = f"/{total:,.0f}" if total else ""
+            logger.info("%s: %s%s %s", step, f"{done:,.0f}", of, message)
         if bar is not None:
             bar.total = total
             bar.n = done

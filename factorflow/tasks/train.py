@@ -36,9 +36,6 @@ def train_task(kind: str, overrides: dict[str, Any], split: dict[str, Any], part
     else:
         n_workers = 0
         result = train_model(kind, overrides, split_ref, rating_range=rating_range, progress=progress)
-    for row in result.history:
-        logger.info("sweep %s: %s", row.get("sweep", row.get("epoch")),
-                    ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
     fs, root = open_store(run_dir)
     factors_path = join(run_dir, "factors.npz")
     save_factors(factors_path, result.factors)
