@@ -66,59 +66,52 @@ def topn_metrics(
 ) -> dict[str, Any]:
     """precision@n, recall@n, ndcg@n over test users with ≥1 relevant item; scores in user blocks.
 
-    Candidates are all items the user did not rate in train; ties in score are broken by
-    the lower item index. Scores are computed ``batch_users`` users at a time (fewer when
-    that would exceed 8 Mi cells), so memory stays bounded. Also returns ``n_users_evaluated``.
+    Candidates are all items the user did not rate in train, ranked exactly as the batch
+    recommendations rank them (:func:`factorflow.recommend.top_n_blocks`; ties → the lower item
+    index). Relevance is binary (test rating ≥ ``relevant_at``); DCG = Σ hit_k / log2(k + 1) over
+    ranks k = 1..n and the ideal DCG places min(#relevant, n) hits first. Also returns
+    ``n_users_evaluated``.
     """
+    from .recommend import top_n_blocks
+
     train = sp.csr_matrix(train_csr)
     test_users = np.asarray(test_users, dtype=np.int64)
     test_items = np.asarray(test_items, dtype=np.int64)
     rel_mask = np.asarray(test_ratings, dtype=np.float64) >= relevant_at
     ru, ri = test_users[rel_mask], test_items[rel_mask]
-    order = np.lexsort((ri, ru))
-    ru, ri = ru[order], ri[order]
-    eval_users, starts = np.unique(ru, return_index=True)
-    bounds = np.append(starts, ru.size)
+    relevant_keys = np.unique(ru * factors.n_items + ri)
+    eval_users, n_relevant = np.unique(ru, return_counts=True)
     keys = {f"precision@{n}": 0.0, f"recall@{n}": 0.0, f"ndcg@{n}": 0.0}
     if eval_users.size == 0:
         return {**keys, "n_users_evaluated": 0}
-    n_items = factors.n_items
-    top = min(n, n_items)
+    if train.shape != (factors.n_users, factors.n_items):  # test users beyond the train matrix
+        train = sp.csr_matrix((train.data, train.indices, np.append(
+            train.indptr, np.full(factors.n_users - train.shape[0], train.nnz))),
+            shape=(factors.n_users, factors.n_items))
     discounts = 1.0 / np.log2(np.arange(2, n + 2))
     ideal = np.cumsum(discounts)
-    item_f = factors.item_factors.astype(np.float64)
-    item_b = factors.item_bias.astype(np.float64)
     prec = rec = ndcg = 0.0
-    step = max(1, min(batch_users, _BLOCK_CELLS // max(n_items, 1)))  # ≤ 64 MiB of scores
-    for lo in range(0, eval_users.size, step):
-        block = eval_users[lo:lo + step]
-        scores = factors.user_factors[block].astype(np.float64) @ item_f.T
-        scores += item_b[None, :] + factors.user_bias[block].astype(np.float64)[:, None]
-        scores += factors.global_mean
-        known = np.flatnonzero(block < train.shape[0])
-        r, cidx = train[block[known]].nonzero()
-        scores[known[r], cidx] = -np.inf
-        # Top-`top` by score, ties by item index: argpartition on score then a stable sort.
-        if top < n_items:
-            part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-            kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
-        else:
-            kth = scores.min(axis=1)
-        for row, user in enumerate(block):
-            s = scores[row]
-            cand = np.flatnonzero(s >= kth[row])
-            cand = cand[np.isfinite(s[cand])]
-            ranked = cand[np.lexsort((cand, -s[cand]))][:top]
-            k = lo + row
-            relevant = ri[bounds[k]:bounds[k + 1]]
-            hits = np.isin(ranked, relevant)
-            n_hit = int(hits.sum())
-            prec += n_hit / n
-            rec += n_hit / relevant.size
-            ndcg += float(discounts[: ranked.size][hits].sum()) / ideal[min(relevant.size, n) - 1]
+    done = 0
+    for who, top_i, _, counts in top_n_blocks(factors, train, n, users=eval_users, block_users=batch_users):
+        filled = np.arange(top_i.shape[1])[None, :] < counts[:, None]
+        hits = filled & _contains(relevant_keys, who[:, None] * factors.n_items + top_i)
+        n_rel = n_relevant[done:done + len(who)]
+        n_hit = hits.sum(axis=1)
+        prec += float((n_hit / n).sum())
+        rec += float((n_hit / n_rel).sum())
+        ndcg += float(((hits * discounts[: hits.shape[1]]).sum(axis=1) / ideal[np.minimum(n_rel, n) - 1]).sum())
+        done += len(who)
     m = eval_users.size
     return {f"precision@{n}": prec / m, f"recall@{n}": rec / m, f"ndcg@{n}": ndcg / m,
             "n_users_evaluated": int(m)}
+
+
+def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """``queries ∈ sorted_keys`` elementwise, by binary search (no re-sort per call, unlike np.isin)."""
+    if sorted_keys.size == 0:
+        return np.zeros(queries.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, queries), sorted_keys.size - 1)
+    return sorted_keys[pos] == queries
 
 
 def _column(test: Any, name: str) -> np.ndarray:

@@ -100,33 +100,14 @@ def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *
     and :data:`BLOCK_BUDGET` scores at a time), so memory stays bounded whatever N×M is;
     a compiled one-pass selection (``_topn_rows``) picks each row's top ``n``.
     """
-    n_u, n_i = factors.n_users, factors.n_items
-    check_param(int(n) >= 1, "n", n, ">= 1")
-    check_param(int(block_users) >= 1, "block_users", block_users, ">= 1")
-    if seen_csr is not None:
-        seen_csr = sp.csr_matrix(seen_csr)
-        if seen_csr.shape != (n_u, n_i):
-            raise ParameterError(f"seen_csr: shape {seen_csr.shape} is not (n_users, n_items) = {(n_u, n_i)}")
-    n = min(int(n), n_i)
-    block = max(1, min(int(block_users), BLOCK_BUDGET // max(n_i, 1)))
-    item_t = np.ascontiguousarray(factors.item_factors.T, dtype=np.float32)
-    item_base = (factors.item_bias + np.float32(factors.global_mean)).astype(np.float32)
-    if allowed is not None:
-        item_base = np.where(np.asarray(allowed, dtype=bool), item_base, -np.inf).astype(np.float32)
     parts_u, parts_r, parts_i, parts_s = [], [], [], []
-    for start in range(0, n_u, block):
-        stop = min(start + block, n_u)
-        s = factors.user_factors[start:stop].astype(np.float32) @ item_t
-        s += factors.user_bias[start:stop, None].astype(np.float32)
-        s += item_base
-        if seen_csr is not None:
-            sub = seen_csr[start:stop]
-            rows = np.repeat(np.arange(stop - start), np.diff(sub.indptr))
-            s[rows, sub.indices] = -np.inf
-        users, ranks, items, scores = _block_top(s, n, start)
-        del s  # free this block before the next product allocates its own
-        parts_u.append(users), parts_r.append(ranks), parts_i.append(items), parts_s.append(scores)
-        report(progress, stop, n_u, "users scored")
+    for users, top_i, top_s, counts in top_n_blocks(factors, seen_csr, n, block_users=block_users,
+                                                   allowed=allowed, progress=progress):
+        keep = np.arange(top_i.shape[1])[None, :] < counts[:, None]
+        parts_u.append(np.repeat(users, counts))
+        parts_r.append(np.broadcast_to(np.arange(1, top_i.shape[1] + 1), top_i.shape)[keep])
+        parts_i.append(top_i[keep])
+        parts_s.append(top_s[keep])
     cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
     return pa.table({
         "user_idx": pa.array(cat(parts_u, np.int32)),
@@ -136,13 +117,42 @@ def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *
     })
 
 
-def _block_top(s: np.ndarray, n: int, start: int) -> tuple[np.ndarray, ...]:
-    """Per-row top ``n`` of a score block (ties → smaller item index; -inf entries dropped)."""
-    top_i, top_s, counts = _topn_rows(s, n)
-    keep = np.arange(n)[None, :] < counts[:, None]
-    users = np.repeat(np.arange(s.shape[0]) + start, n).reshape(s.shape[0], n)
-    ranks = np.broadcast_to(np.arange(1, n + 1), (s.shape[0], n))
-    return users[keep], ranks[keep], top_i[keep], top_s[keep]
+def top_n_blocks(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
+                 users: np.ndarray | None = None, block_users: int = 2048,
+                 allowed: np.ndarray | None = None, progress: Progress | None = None):
+    """Yield ``(users, top_i, top_s, counts)`` per block of users (all users, or ``users``).
+
+    ``top_i[r, :counts[r]]`` are user ``users[r]``'s best unseen items, best first (ties → the
+    smaller item index); scores are r̂ = w·u + b + c + μ in float32. Shared by the batch
+    recommendations and the top-N metrics, so both rank exactly alike.
+    """
+    n_u, n_i = factors.n_users, factors.n_items
+    check_param(int(n) >= 1, "n", n, ">= 1")
+    check_param(int(block_users) >= 1, "block_users", block_users, ">= 1")
+    if seen_csr is not None:
+        seen_csr = sp.csr_matrix(seen_csr)
+        if seen_csr.shape != (n_u, n_i):
+            raise ParameterError(f"seen_csr: shape {seen_csr.shape} is not (n_users, n_items) = {(n_u, n_i)}")
+    users = np.arange(n_u) if users is None else np.asarray(users, dtype=np.int64)
+    n = min(int(n), n_i)
+    block = max(1, min(int(block_users), BLOCK_BUDGET // max(n_i, 1)))
+    item_t = np.ascontiguousarray(factors.item_factors.T, dtype=np.float32)
+    item_base = (factors.item_bias + np.float32(factors.global_mean)).astype(np.float32)
+    if allowed is not None:
+        item_base = np.where(np.asarray(allowed, dtype=bool), item_base, -np.inf).astype(np.float32)
+    for lo in range(0, len(users), block):
+        who = users[lo:lo + block]
+        s = factors.user_factors[who].astype(np.float32) @ item_t
+        s += factors.user_bias[who, None].astype(np.float32)
+        s += item_base
+        if seen_csr is not None:
+            sub = seen_csr[who]
+            rows = np.repeat(np.arange(len(who)), np.diff(sub.indptr))
+            s[rows, sub.indices] = -np.inf
+        top_i, top_s, counts = _topn_rows(s, n)
+        del s  # free this block before the next product allocates its own
+        yield who, top_i, top_s, counts
+        report(progress, lo + len(who), len(users), "users scored")
 
 
 @njit(cache=True, nogil=True, parallel=True)
