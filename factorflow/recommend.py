@@ -91,6 +91,11 @@ def top_n_for_vector(factors: FactorArrays, w: np.ndarray, b: float, n: int,
     return Ranked(items, s)
 
 
+MIN_RATINGS = 5
+"""Default candidate filter: recommend only items with at least this many train ratings (an item
+rated once or twice can score above everything on one lucky rating). ``--min-ratings`` overrides."""
+
+
 def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
                   block_users: int = 2048, allowed: np.ndarray | None = None,
                   progress: Progress | None = None) -> pa.Table:

@@ -131,6 +131,10 @@ def test_recommend_returns_unseen_items(retrained, capsys):
     assert all(isinstance(r["item"], int) and r["item"] not in seen for r in recs)
     scores = [r["score"] for r in recs]
     assert scores == sorted(scores, reverse=True)
+    # the batch file published with the version ranks the same way the CLI does
+    vdir = Path(store) / "models" / "als" / "versions" / summary["version"]
+    batch = pq.read_table(vdir / "recommendations.parquet").to_pandas()
+    assert batch.loc[batch.user_id == 1].sort_values("rank")["item_id"].tolist() == [r["item"] for r in recs]
 
 
 def test_ingest_flow_reuses_the_snapshot(tmp_path, prefect_server):

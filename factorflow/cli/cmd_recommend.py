@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from ..errors import InputError, NotFoundError, ParameterError
+from ..recommend import MIN_RATINGS
 from ..titles import read_titles
 from ._common import add_store_arg
 
@@ -46,8 +47,8 @@ def add_published_model_args(p: argparse.ArgumentParser, json_help: str) -> None
                    help="model version (default: the one CURRENT names)")
     p.add_argument("--titles", metavar="movies.csv",
                    help="MovieLens movies.csv (movieId,title,...) for titles not stored with the model")
-    p.add_argument("--min-ratings", type=int, default=5, metavar="K",
-                   help="only return items with at least K train ratings (default 5; 0 = any)")
+    p.add_argument("--min-ratings", type=int, default=MIN_RATINGS, metavar="K",
+                   help=f"only return items with at least K train ratings (default {MIN_RATINGS}; 0 = any)")
     add_store_arg(p)
 
 

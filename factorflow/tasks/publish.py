@@ -35,18 +35,23 @@ def _titles(path: str | None, item_ids: Any) -> Any:
 @task(name="batch-recommend", retries=1, retry_condition_fn=retry_on_io_error)
 def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: dict[str, Any], run_dir: str,
                          n: int = 10) -> str:
-    """Top-``n`` unseen items for every user with train ratings → ``recommendations.parquet``."""
+    """Top-``n`` unseen items (with ≥ MIN_RATINGS train ratings, like ``factorflow recommend``) for
+    every user → ``recommendations.parquet``."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from ..recommend import attach_raw_ids, recommend_all
+    import numpy as np
+
+    from ..recommend import MIN_RATINGS, attach_raw_ids, recommend_all
     from ..splits import SplitRef, train_csr
     from ..storage.arrays import load_factors
     from ..storage.datasets import SnapshotRef, read_ids
     from ..storage.fs import open_store
 
     snap = SnapshotRef.from_dict(snapshot)
-    recs = recommend_all(load_factors(run["factors"]), train_csr(SplitRef.from_dict(split)), n,
+    seen = train_csr(SplitRef.from_dict(split))
+    allowed = np.bincount(seen.indices, minlength=seen.shape[1]) >= MIN_RATINGS  # as `recommend` does
+    recs = recommend_all(load_factors(run["factors"]), seen, n, allowed=allowed,
                          progress=task_progress("batch recommend", "users"))
     users = read_ids(snap, "user").column("user_id")
     items = read_ids(snap, "item").column("item_id")
