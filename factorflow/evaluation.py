@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .metrics import evaluate, rating_metrics
+from .metrics import evaluate, rating_metrics, topn_metrics
 from .models.base import FactorArrays
 from .models.catalog import make_model
 from .splits import SplitRef, read_test, read_train, train_csr
 
 BASELINES = ("global-mean", "bias")
+STABLE_N = 10  # model.json always carries precision@10, recall@10, ndcg@10
 
 
 def evaluate_on_split(
@@ -32,15 +33,20 @@ def evaluate_on_split(
     test_cols = {name: test.column(name).to_numpy() for name in test.column_names}
     tr = read_train(split)
     tu, ti, trat = (tr.column(c).to_numpy() for c in ("user_idx", "item_idx", "rating"))
+
+    def held_out(f: FactorArrays) -> dict[str, Any]:
+        m = evaluate(f, train, test_cols, rating_range, n=STABLE_N)  # the @10 keys are always there
+        if top_n != STABLE_N:
+            m.update(topn_metrics(f, train, test_cols["user_idx"], test_cols["item_idx"], test_cols["rating"],
+                                  n=top_n))
+        return m
+
     out: dict[str, Any] = {
         "split": {"id": split.split, "kind": split.manifest.get("kind"), "n_test": int(len(test))},
-        "test": evaluate(factors, train, test_cols, rating_range, n=top_n),
+        "test": held_out(factors),
         "train": rating_metrics(factors, tu, ti, trat, rating_range=rating_range),
-        "baselines": {},
+        "baselines": {kind: held_out(make_model(kind).fit(train).factors()) for kind in baselines},
     }
-    for kind in baselines:
-        base = make_model(kind).fit(train).factors()
-        out["baselines"][kind] = evaluate(base, train, test_cols, rating_range, n=top_n)
     return out
 
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from .errors import NotFoundError, check_param
 from .progress import Progress, report
-from .splits import SplitRef, train_csr, url_of
-from .storage.fs import atomic_dir, join, open_store, read_json, write_json
+from .splits import SplitRef, train_csr
+from .storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
 from .storage.layout import partitions_dir
 
 if TYPE_CHECKING:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 
-def learning_curve_png(history: list[dict[str, Any]], path: str, *, title: str,
-                       baselines: dict[str, float] | None = None, split: str = "") -> str:
-    """Plot train and held-out RMSE per step, baselines' held-out RMSE as dashed lines."""
+def learning_curve_png(history: list[dict[str, Any]], *, title: str,
+                       baselines: dict[str, float] | None = None, split: str = "") -> bytes:
+    """PNG bytes: train and held-out RMSE per step, baselines' held-out RMSE as dashed lines."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -26,6 +28,7 @@ def learning_curve_png(history: list[dict[str, Any]], path: str, *, title: str,
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    return path
+    return buf.getvalue()

@@ -8,7 +8,7 @@ and updates a progress artifact; tests pass nothing (``None``) or a recorder.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -44,14 +44,3 @@ def tqdm_progress(desc: str, unit: str = "it", enabled: bool | None = None) -> I
         yield _update
     finally:
         bar.close()
-
-
-def combine(*callbacks: Progress | None) -> Progress:
-    """One ``Progress`` that forwards to each non-None callback."""
-    live: list[Callable[..., None]] = [c for c in callbacks if c is not None]
-
-    def _all(done: float, total: float | None, message: str = "") -> None:
-        for c in live:
-            c(done, total, message)
-
-    return _all

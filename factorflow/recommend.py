@@ -91,11 +91,6 @@ def top_n_for_vector(factors: FactorArrays, w: np.ndarray, b: float, n: int,
     return Ranked(items, s)
 
 
-MIN_RATINGS = 5
-"""Default candidate filter: recommend only items with at least this many train ratings (an item
-rated once or twice can score above everything on one lucky rating). ``--min-ratings`` overrides."""
-
-
 def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
                   block_users: int = 2048, allowed: np.ndarray | None = None,
                   progress: Progress | None = None) -> pa.Table:
@@ -129,7 +124,8 @@ def top_n_blocks(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
 
     ``top_i[r, :counts[r]]`` are user ``users[r]``'s best unseen items, best first (ties → the
     smaller item index); scores are r̂ = w·u + b + c + μ in float32. Shared by the batch
-    recommendations and the top-N metrics, so both rank exactly alike.
+    recommendations and the top-N metrics, so both score and break ties alike (the batch file
+    also applies the candidate filter of :mod:`factorflow.candidates`; the metrics do not).
     """
     n_u, n_i = factors.n_users, factors.n_items
     check_param(int(n) >= 1, "n", n, ">= 1")

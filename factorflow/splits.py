@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import NotFoundError, ParameterError, check_param
 from .progress import Progress, report
-from .storage.fs import atomic_dir, join, open_store, read_json, write_json
+from .storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
 from .storage.layout import split_dir
 
 if TYPE_CHECKING:
@@ -166,7 +166,19 @@ def cold_flags(
 
 
 def _fmt(f: float) -> str:
-    return f"{f:g}"
+    """Shortest text that round-trips the float, so two different fractions never share an id."""
+    return repr(float(f))
+
+
+def _check_not_empty(sid: str, kind: str, n_train: int, n_test: int, cutoff: int | None) -> None:
+    """A split with no train or no test rows cannot train or evaluate anything: say which knob to turn."""
+    if n_train and n_test:
+        return
+    part = "test" if not n_test else "train"
+    knob = ("--cutoff" if cutoff is not None else "--test-fraction") if kind == "temporal" else {
+        "random": "--test-fraction", "user-holdout": "-k", "given": "--test-source"}[kind]
+    raise ParameterError(f"split {sid}: its {part} part would be empty ({n_train} train, {n_test} test rows); "
+                         f"change {knob}")
 
 
 def split_id(
@@ -222,13 +234,6 @@ def _num_rows(fs: Any, path: str) -> int:
 
     with fs.open(path, "rb") as f:
         return int(pq.ParquetFile(f).metadata.num_rows)
-
-
-def url_of(fs: Any, path: str) -> str:
-    """``path`` on ``fs`` as a URL that :func:`open_store` maps back (plain path when local)."""
-    from .storage.fs import _is_local
-
-    return path if _is_local(fs) else fs.unstrip_protocol(path)
 
 
 def load_split(path: str) -> SplitRef:
@@ -376,6 +381,7 @@ def make_split(
             mask = user_holdout_mask(u, i, ts, k, by, seed)
         train = ratings.filter(pa.array(~mask))
         test = ratings.filter(pa.array(mask))
+    _check_not_empty(sid, kind, train.num_rows, test.num_rows, cutoff)
     report(progress, 2, steps, "flagging cold-start rows")
     cold_user, cold_item = cold_flags(
         train.column("user_idx").to_numpy(), train.column("item_idx").to_numpy(),

@@ -28,10 +28,9 @@ class TrainResult:
 
 
 def test_arrays(split: SplitRef) -> dict[str, np.ndarray]:
-    """The split's test part as numpy arrays (user_idx, item_idx, rating, cold)."""
+    """The split's test part as numpy arrays (user_idx, item_idx, rating)."""
     t = read_test(split)
     cols = {name: t.column(name).to_numpy() for name in ("user_idx", "item_idx", "rating")}
-    cols["cold"] = t.column("cold_user").to_numpy() | t.column("cold_item").to_numpy()
     return cols
 
 

@@ -229,3 +229,16 @@ def test_cli_models_lists_and_rolls_back(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["models", "--store", store]) == 0
     assert capsys.readouterr().out.split() == ["als", f"current={v1}", "versions=2"]
+
+
+def test_rank_zero_model_publishes_and_loads(tmp_path):
+    """The bias baselines have no factors: they publish through the same path."""
+    f = make_factors(k=0)
+    users, items = pa.array(np.arange(7) + 100), pa.array(np.arange(11) + 500)
+    version = reg.publish(str(tmp_path), "bias", f, users, items, {"kind": "bias"}, seen=make_seen(7, 11))
+    table = pq.read_table(tmp_path / "models" / "bias" / "versions" / version / "item_factors.parquet")
+    assert "factors" not in table.column_names
+    loaded = reg.load_model(str(tmp_path), "bias")
+    assert loaded.factors.user_factors.shape == (7, 0) and loaded.factors.item_factors.shape == (11, 0)
+    np.testing.assert_allclose(loaded.factors.predict([0, 6], [3, 10]),
+                               f.global_mean + f.user_bias[[0, 6]] + f.item_bias[[3, 10]], rtol=1e-6)

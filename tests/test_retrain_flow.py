@@ -144,3 +144,18 @@ def test_ingest_flow_reuses_the_snapshot(tmp_path, prefect_server):
     again = ingest_flow(str(DATA / "ratings.csv"), str(tmp_path))
     assert first["manifest"]["rows_kept"] == 100_836 and first["reused"] is False
     assert again["snapshot"] == first["snapshot"] and again["reused"] is True
+
+
+def test_retrain_bad_file_is_one_line_without_traceback(tmp_path):
+    """A user error inside the flow: exit 2, one 'factorflow: error:' line, no traceback, no model."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("userId,movieId,rating,timestamp\n1,1,4.0,1\n1,2,abc,2\n2,1,3.0,3\n")
+    store = tmp_path / "store"
+    proc = subprocess.run([sys.executable, "-m", "factorflow", "retrain", str(bad), "--store", str(store)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("factorflow: error:")]
+    assert errors == [f"factorflow: error: {bad}: 1 of 3 rows rejected (33.3% > --max-reject-fraction 1%); "
+                      "first bad lines: 3 (non-numeric rating)"]
+    assert "Traceback" not in proc.stderr
+    assert not (store / "models").exists() and not (store / "datasets" / "bad").exists()

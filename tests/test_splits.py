@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -310,3 +311,34 @@ def test_fast_sorted_path_equals_general_path():
     ):
         a, b = test_pairs(srt, fn), test_pairs(shuf, fn)
         assert a == b and len(a) > 0
+
+
+@pytest.mark.parametrize("kwargs,part", [
+    ({"kind": "temporal", "cutoff": 10**12}, "test"),
+    ({"kind": "temporal", "cutoff": 0}, "train"),
+    ({"kind": "user-holdout", "k": 100_000}, "test"),
+])
+def test_empty_split_part_is_a_one_line_error(ml_snapshot_for_empty, kwargs, part):
+    from factorflow.errors import ParameterError
+    from factorflow.splits import make_split
+
+    kind = kwargs.pop("kind")
+    with pytest.raises(ParameterError, match=f"its {part} part would be empty"):
+        make_split(ml_snapshot_for_empty, kind, **kwargs)
+
+
+def test_split_ids_distinguish_close_fractions():
+    from factorflow.splits import split_id
+
+    assert split_id("random", test_fraction=0.1, seed=1) != split_id("random", test_fraction=0.1000001, seed=1)
+    assert split_id("random", test_fraction=0.2, seed=42) == "random-f0.2-s42"
+
+
+@pytest.fixture(scope="module")
+def ml_snapshot_for_empty(tmp_path_factory):
+    from factorflow.ingest import ingest_source
+
+    return ingest_source(str(ML_RATINGS_FOR_EMPTY), str(tmp_path_factory.mktemp("store")), "ml")
+
+
+ML_RATINGS_FOR_EMPTY = Path(__file__).parent / "data" / "ml-latest-small" / "ratings.csv"

@@ -55,3 +55,14 @@ def test_non_iterative_model_trains_through_the_same_path(split):
     result = train_model("bias", {"rank": 5}, split)  # hyper-parameters it does not take are ignored
     assert result.kind == "bias" and result.history == []
     assert result.factors.rank == 0 and result.factors.user_bias.any()
+
+
+def test_top_n_other_than_10_keeps_the_stable_at_10_keys(split):
+    from factorflow.evaluation import evaluate_on_split
+    from factorflow.training import train_model
+
+    factors = train_model("als", {"rank": 4, "sweeps": 2}, split).factors
+    m = evaluate_on_split(factors, split, rating_range=(0.5, 5.0), top_n=20, baselines=())
+    for key in ("precision@10", "recall@10", "ndcg@10", "precision@20", "recall@20", "ndcg@20"):
+        assert 0 <= m["test"][key] <= 1
+    assert m["test"]["recall@20"] >= m["test"]["recall@10"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 DEFAULT_STORE = os.environ.get("FACTORFLOW_STORE", "ff-store")
@@ -85,3 +86,32 @@ def one_line(exc: Exception) -> str:
     if callable(errors):
         return "; ".join(f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in errors())
     return str(exc).splitlines()[0]
+
+
+class _NoUserErrorTraceback(logging.Formatter):
+    """Delegates to a handler's formatter, but shows a FactorflowError as its one line, no traceback."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..errors import FactorflowError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, FactorflowError):
+            return self.inner.format(record)
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def quiet_user_error_tracebacks() -> None:
+    """On the console, Prefect logs a failed task's traceback; for a user error (bad file or
+    parameter) the one-line message is the whole story. The Prefect API/UI keeps the full record."""
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, _NoUserErrorTraceback):
+            handler.setFormatter(_NoUserErrorTraceback(handler.formatter))

@@ -7,9 +7,11 @@ global-mean and bias baselines, held-out RMSE on the named split) and a sample r
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import tempfile
 
-from ._common import add_store_arg
+from ._common import add_store_arg, quiet_user_error_tracebacks
 
 DEMO = {"users": 3000, "items": 2000, "ratings": 300_000, "seed": 7}
 
@@ -29,22 +31,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..config import ComputeOptions, IngestOptions, RetrainParams
     from ..flows.retrain import retrain_flow
-    from ..storage.fs import join, open_store
+
+    quiet_user_error_tracebacks()
+    from ..storage.fs import join, open_store, url_of
     from ..synth import write_synthetic_csv
     from .cmd_retrain import print_summary
 
     fs, root = open_store(args.store)
-    source = join(root, "sources", f"demo-{args.users}x{args.items}-{args.ratings}-s{args.seed}.csv")
-    if not os.path.exists(source):
-        os.makedirs(os.path.dirname(source), exist_ok=True)
+    name = f"demo-{args.users}x{args.items}-{args.ratings}-s{args.seed}.csv"
+    source = join(root, "sources", name)
+    if not fs.exists(source):
         print(f"generating {args.ratings:,} synthetic ratings ({args.users:,} users × {args.items:,} items) → {source}")
-        write_synthetic_csv(source, args.users, args.items, args.ratings, seed=args.seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, name)
+            write_synthetic_csv(local, args.users, args.items, args.ratings, seed=args.seed)
+            fs.makedirs(join(root, "sources"), exist_ok=True)
+            fs.put_file(local + ".json", source + ".json")
+            fs.put_file(local, source + ".part")
+            fs.mv(source + ".part", source)  # last: its presence means the pair is complete
     truth = fs.cat(source + ".json").decode()
+    source = url_of(fs, source)
     params = RetrainParams(ingest=IngestOptions(dataset="demo"), compute=ComputeOptions(n_workers=args.workers))
     summary = retrain_flow(source, args.store, "als", "demo-als", params)
     print_summary(summary, params.top_n)
-    import json
-
     floor = json.loads(truth).get("noise_floor_rmse")
     if floor is not None:
         print(f"planted noise floor (best achievable RMSE): {floor:.4f}")

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from ..errors import InputError, NotFoundError, ParameterError
-from ..recommend import MIN_RATINGS
+from ..candidates import MIN_RATINGS
 from ..titles import read_titles
 from ._common import add_store_arg
 
@@ -112,11 +112,12 @@ def run(args: argparse.Namespace) -> int:
 
 def candidate_items(model: Any, min_ratings: int) -> Any:
     """Boolean mask of items with ≥ ``min_ratings`` (and ≥ 1) train ratings; None if unrecorded."""
-    if min_ratings < 0:
-        raise ParameterError(f"--min-ratings={min_ratings}: must be >= 0")
+    from ..candidates import candidate_mask
+
     if model.item_n_ratings is None:
+        candidate_mask([], min_ratings)  # still validate the option
         return None
-    return model.item_n_ratings >= max(1, min_ratings)
+    return candidate_mask(model.item_n_ratings, min_ratings)
 
 
 def item_rows(model: Any, ranked: Any, titles: Any) -> list[dict[str, Any]]:

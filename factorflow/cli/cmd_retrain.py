@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import add_ingest_args, add_store_arg, ingest_options, one_line
+from ._common import add_ingest_args, add_store_arg, ingest_options, one_line, quiet_user_error_tracebacks
 
 
 def add_retrain_args(p: argparse.ArgumentParser) -> None:
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
     make_model(args.model, params.model.overrides())  # a bad kind or value fails here, in one line
     from ..flows.retrain import retrain_flow
+
+    quiet_user_error_tracebacks()
 
     summary = retrain_flow(args.source, args.store, args.model, args.name, params)
     if args.json:

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from ..config import RetrainParams
-from ..storage.fs import join, open_store
+from ..storage.fs import join, open_store, url_of
 from ..tasks.data import ingest_task, partition_task, split_task
 from ..tasks.evaluate import evaluate_task
 from ..tasks.publish import batch_recommend_task, publish_task
@@ -42,8 +42,9 @@ def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name:
     partitions = partition_task(split, params.compute.n_blocks) if model in DISTRIBUTED else None
 
     fs, root = open_store(store)
-    run_dir = join(root, "runs", str(flow_run.get_id() or "local"))
-    fs.makedirs(run_dir, exist_ok=True)
+    run_path = join(root, "runs", str(flow_run.get_id() or "local"))
+    fs.makedirs(run_path, exist_ok=True)
+    run_dir = url_of(fs, run_path)  # a URL again for a remote store, so every task reopens the same fs
     run = train_task(model, params.model.overrides(), split, partitions, params.compute, run_dir, rating_range)
     metrics = evaluate_task(run, split, run_dir, rating_range, params.top_n)
     recs = batch_recommend_task(run, split, snapshot, run_dir, params.top_n)
@@ -52,6 +53,6 @@ def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name:
     test = metrics["test"]
     logger.info("model %s version %s: test RMSE %.4f (split %s); bias baseline %.4f",
                 name, version, test["rmse"], split["split"], metrics["baselines"]["bias"]["rmse"])
-    return {"model": name, "version": version, "store": root, "snapshot": snapshot["snapshot"],
+    return {"model": name, "version": version, "store": url_of(fs, root), "snapshot": snapshot["snapshot"],
             "dataset": snapshot["name"], "split": split["split"], "metrics": metrics, "kind": model,
             "params": run["params"]}

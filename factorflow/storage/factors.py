@@ -56,8 +56,9 @@ def factor_table(side: str, ids: pa.Array, bias: np.ndarray, factors: np.ndarray
         f"{side}_idx": pa.array(np.arange(n, dtype=np.int32)),
         "bias": pa.array(np.asarray(bias, dtype=np.float32)),
         "n_ratings": counts,
-        "factors": factors_column(factors),
     }
+    if factors.shape[1] > 0:  # a rank-0 model (the bias baselines) has no factors column
+        cols["factors"] = factors_column(factors)
     if titles is not None:
         cols["title"] = titles.cast(pa.string())
     return pa.table(cols)
@@ -86,10 +87,12 @@ def read_factor_table(fs: AbstractFileSystem, path: str, side: str) -> SideTable
         if not np.array_equal(idx[order], np.arange(len(idx))):
             raise InputError(f"{path}: {side}_idx is not a permutation of 0..{len(idx) - 1}")
         table = table.take(pa.array(order))
-    col = table.column("factors").combine_chunks()
-    k = col.type.list_size
-    flat = col.flatten().to_numpy(zero_copy_only=False)
-    factors = np.asarray(flat, dtype=np.float32).reshape(len(table), k)
+    if "factors" in table.column_names:
+        col = table.column("factors").combine_chunks()
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        factors = np.asarray(flat, dtype=np.float32).reshape(len(table), col.type.list_size)
+    else:  # rank 0: prediction is μ + b + c
+        factors = np.zeros((len(table), 0), dtype=np.float32)
     counts_col = table.column("n_ratings")
     counts = None if counts_col.null_count == len(table) and len(table) else (
         counts_col.fill_null(0).to_numpy().astype(np.int32))

@@ -30,6 +30,11 @@ def open_store(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
     return fs, root.rstrip("/") or "/"
 
 
+def url_of(fs: AbstractFileSystem, path: str) -> str:
+    """``path`` on ``fs`` as a URL that :func:`open_store` maps back (plain path when local)."""
+    return path if _is_local(fs) else fs.unstrip_protocol(path)
+
+
 def _is_local(fs: AbstractFileSystem) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")

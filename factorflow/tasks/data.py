@@ -43,8 +43,8 @@ def _split_key(context: Any, p: dict[str, Any]) -> str | None:
     o: SplitOptions = p["options"]
     sid = split_id(o.kind, test_fraction=o.test_fraction, seed=o.seed, cutoff=o.cutoff, per_user=o.per_user,
                    k=o.k, by=o.by)
-    fs, snap_path = open_store(p["snapshot"]["path"])
-    path = split_dir(snap_path, sid)
+    fs, _ = open_store(p["snapshot"]["store"])  # the snapshot's path is on the store's filesystem
+    path = split_dir(p["snapshot"]["path"], sid)
     return stable_key("split", path) if fs.exists(join(path, "manifest.json")) else None
 
 

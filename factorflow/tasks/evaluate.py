@@ -7,7 +7,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from ..storage.fs import join, open_store, write_json
+from ..storage.fs import join, open_store, url_of, write_json
 from ._prefect import retry_on_io_error
 
 
@@ -28,10 +28,13 @@ def evaluate_task(run: dict[str, Any], split: dict[str, Any], run_dir: str,
     create_table_artifact(rows, key="metrics", description=f"held-out metrics, split {split_ref.split}")
     png = None
     if run["history"]:
-        png = learning_curve_png(
-            run["history"], join(root, "learning_curve.png"), title=f"{run['kind']} learning curve",
+        image = learning_curve_png(
+            run["history"], title=f"{run['kind']} learning curve",
             baselines={k: v["rmse"] for k, v in metrics["baselines"].items()}, split=split_ref.split,
         )
+        with fs.open(join(root, "learning_curve.png"), "wb") as f:
+            f.write(image)
+        png = url_of(fs, join(root, "learning_curve.png"))
     curve = "\n".join(
         f"| {h.get('sweep', h.get('epoch'))} | {h['train_rmse']:.4f} | {h.get('test_rmse', float('nan')):.4f} |"
         for h in run["history"]

@@ -35,14 +35,15 @@ def _titles(path: str | None, item_ids: Any) -> Any:
 @task(name="batch-recommend", retries=1, retry_condition_fn=retry_on_io_error)
 def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: dict[str, Any], run_dir: str,
                          n: int = 10) -> str:
-    """Top-``n`` unseen items (with ≥ MIN_RATINGS train ratings, like ``factorflow recommend``) for
+    """Top-``n`` unseen items (the candidate filter of ``factorflow recommend``) for
     every user → ``recommendations.parquet``."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     import numpy as np
 
-    from ..recommend import MIN_RATINGS, attach_raw_ids, recommend_all
+    from ..candidates import candidate_mask
+    from ..recommend import attach_raw_ids, recommend_all
     from ..splits import SplitRef, train_csr
     from ..storage.arrays import load_factors
     from ..storage.datasets import SnapshotRef, read_ids
@@ -50,7 +51,7 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
 
     snap = SnapshotRef.from_dict(snapshot)
     seen = train_csr(SplitRef.from_dict(split))
-    allowed = np.bincount(seen.indices, minlength=seen.shape[1]) >= MIN_RATINGS  # as `recommend` does
+    allowed = candidate_mask(np.bincount(seen.indices, minlength=seen.shape[1]))  # as `recommend` does
     recs = recommend_all(load_factors(run["factors"]), seen, n, allowed=allowed,
                          progress=task_progress("batch recommend", "users"))
     users = read_ids(snap, "user").column("user_id")
