@@ -159,3 +159,13 @@ def test_retrain_bad_file_is_one_line_without_traceback(tmp_path):
                       "first bad lines: 3 (non-numeric rating)"]
     assert "Traceback" not in proc.stderr
     assert not (store / "models").exists() and not (store / "datasets" / "bad").exists()
+
+
+def test_store_that_is_a_file_is_one_line_error(tmp_path, capsys):
+    from factorflow.cli import main
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    assert main(["ingest", str(DATA / "ratings.csv"), "--store", str(blocker / "store")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"factorflow: error: {blocker / 'store'}: {blocker} is a file, not a folder; choose another path"

@@ -91,11 +91,11 @@ def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
 def check_sources_exist(*sources: str | None) -> None:
     """Fail in one line, before Prefect starts, when a source file is missing."""
     from ..errors import InputError
-    from ..storage.fs import open_store
+    from ..storage.fs import open_path
 
     for src in sources:
         if src:
-            fs, path = open_store(src)
+            fs, path = open_path(src)
             if not fs.exists(path):
                 raise InputError(f"{src}: file not found")
 

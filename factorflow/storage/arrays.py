@@ -8,12 +8,12 @@ import posixpath
 import numpy as np
 
 from ..models.base import FactorArrays
-from .fs import open_store
+from .fs import open_path
 
 
 def save_factors(path: str, factors: FactorArrays) -> None:
     """Write ``factors`` to ``path`` (an .npz; local path or fsspec URL)."""
-    fs, p = open_store(path)
+    fs, p = open_path(path)
     buf = io.BytesIO()
     extra = {f"extra__{k}": v for k, v in factors.extra.items()}
     np.savez(
@@ -31,7 +31,7 @@ def save_factors(path: str, factors: FactorArrays) -> None:
 
 
 def load_factors(path: str) -> FactorArrays:
-    fs, p = open_store(path)
+    fs, p = open_path(path)
     with fs.open(p, "rb") as f:
         z = np.load(io.BytesIO(f.read()), allow_pickle=False)
     extra = {k[len("extra__"):]: z[k] for k in z.files if k.startswith("extra__")}

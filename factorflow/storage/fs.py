@@ -20,13 +20,28 @@ from typing import Any
 import fsspec
 from fsspec import AbstractFileSystem
 
+from ..errors import ParameterError
+
+
+def open_path(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
+    """Return ``(filesystem, path)`` for a file URL or local path (made absolute)."""
+    fs, path = fsspec.core.url_to_fs(os.fspath(url))
+    return fs, os.path.abspath(path) if _is_local(fs) else path
+
 
 def open_store(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
-    """Return ``(filesystem, root path)`` for a store URL or local path (made absolute)."""
+    """Return ``(filesystem, root path)`` for a store folder URL or local path (made absolute).
+
+    Raises ParameterError when a local store path is, or lies below, an existing file.
+    """
     url = os.fspath(url)
-    fs, root = fsspec.core.url_to_fs(url)
+    fs, root = open_path(url)
     if _is_local(fs):
-        root = os.path.abspath(root)
+        existing = root
+        while not os.path.exists(existing) and existing != os.path.dirname(existing):
+            existing = os.path.dirname(existing)
+        if os.path.isfile(existing):  # nothing can ever be created in or below a file
+            raise ParameterError(f"{url}: {existing} is a file, not a folder; choose another path")
     return fs, root.rstrip("/") or "/"
 
 

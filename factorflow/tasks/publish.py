@@ -47,7 +47,7 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
     from ..splits import SplitRef, train_csr
     from ..storage.arrays import load_factors
     from ..storage.datasets import SnapshotRef, read_ids
-    from ..storage.fs import open_store
+    from ..storage.fs import open_path
 
     snap = SnapshotRef.from_dict(snapshot)
     seen = train_csr(SplitRef.from_dict(split))
@@ -58,7 +58,7 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
     items = read_ids(snap, "item").column("item_id")
     recs = attach_raw_ids(recs, users, items)
     path = join(run_dir, "recommendations.parquet")
-    fs, local = open_store(path)
+    fs, local = open_path(path)
     with fs.open(local, "wb") as f:
         pq.write_table(recs, f)
     get_run_logger().info("wrote top-%d for %d users to %s", n, len(pc.unique(recs.column("user_idx"))), path)
@@ -75,7 +75,7 @@ def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, 
     from ..splits import SplitRef, train_csr
     from ..storage.arrays import load_factors
     from ..storage.datasets import SnapshotRef, read_ids
-    from ..storage.fs import open_store
+    from ..storage.fs import open_path
     from ..storage.registry import publish
 
     snap = SnapshotRef.from_dict(snapshot)
@@ -85,7 +85,7 @@ def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, 
     item_ids = read_ids(snap, "item").column("item_id")
     extra = {}
     if recommendations:
-        fs, p = open_store(recommendations)
+        fs, p = open_path(recommendations)
         with fs.open(p, "rb") as f:
             extra["recommendations"] = pq.read_table(f)
     model_json = {
