@@ -357,8 +357,8 @@ def make_split(
 
     steps = 4
     report(progress, 0, steps, "reading ratings")
-    n_users = _num_rows(fs, join(snap_path, "users.parquet"))
-    n_items = _num_rows(fs, join(snap_path, "items.parquet"))
+    n_users = snap_manifest.get("n_users") or _num_rows(fs, join(snap_path, "users.parquet"))
+    n_items = snap_manifest.get("n_items") or _num_rows(fs, join(snap_path, "items.parquet"))
     ratings = _read_parquet(fs, join(snap_path, "ratings.parquet"), RATING_COLUMNS)
     if kind == "given":
         if not fs.exists(join(snap_path, "given_test.parquet")):
