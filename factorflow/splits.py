@@ -223,17 +223,15 @@ def split_id(
 
 
 def _read_parquet(fs: Any, path: str, columns: tuple[str, ...] | None = None) -> pa.Table:
-    import pyarrow.parquet as pq
+    from .storage import parquet as pqio
 
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=list(columns) if columns else None)
+    return pqio.read_table(fs, path, columns)
 
 
 def _num_rows(fs: Any, path: str) -> int:
-    import pyarrow.parquet as pq
+    from .storage import parquet as pqio
 
-    with fs.open(path, "rb") as f:
-        return int(pq.ParquetFile(f).metadata.num_rows)
+    return pqio.num_rows(fs, path)
 
 
 def load_split(path: str) -> SplitRef:
@@ -278,7 +276,6 @@ def read_test(ref: SplitRef) -> pa.Table:
 
 def train_csr(ref: SplitRef) -> sp.csr_matrix:
     """Train ratings as an ``n_users × n_items`` CSR over the snapshot's full id space."""
-    import scipy.sparse as sp
 
     t = read_train(ref)
     u = t.column("user_idx").to_numpy().astype(np.int32, copy=False)
@@ -429,7 +426,6 @@ def make_split(
 
 
 def _write_parquet(fs: Any, path: str, table: pa.Table) -> None:
-    import pyarrow.parquet as pq
+    from .storage import parquet as pqio
 
-    with fs.open(path, "wb") as f:
-        pq.write_table(table, f, row_group_size=1 << 20)
+    pqio.write_table(fs, path, table, row_group_size=1 << 20)

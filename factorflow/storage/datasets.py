@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import NotFoundError, ParameterError
 from . import layout
+from . import parquet as pqio
 from .fs import join, open_store, read_json
 
 RATINGS_FILE = "ratings.parquet"
@@ -110,14 +111,12 @@ def resolve_snapshot(store: str, name: str, snapshot: str | None = None) -> Snap
 
 
 def _read_parquet(ref: SnapshotRef, filename: str, columns: list[str] | None = None) -> Any:
-    import pyarrow.parquet as pq
 
     fs, _ = open_store(ref.store)
     path = ref.file(filename)
     if not fs.exists(path):
         raise NotFoundError(f"{path}: missing from snapshot {ref.snapshot} of dataset {ref.name!r}")
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=columns)
+    return pqio.read_table(fs, path, columns)
 
 
 def read_ratings(ref: SnapshotRef, columns: list[str] | None = None) -> Any:

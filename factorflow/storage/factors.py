@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from fsspec import AbstractFileSystem
 
 from ..errors import InputError, ParameterError
+from . import parquet as pqio
 
 SEEN_ROW_GROUP = 1 << 16  # 64Ki pairs ≈ 512 KiB raw per row group
 
@@ -78,7 +79,7 @@ class SideTable:
 def read_factor_table(fs: AbstractFileSystem, path: str, side: str) -> SideTable:
     """Read ``user_factors.parquet`` / ``item_factors.parquet`` into dense arrays."""
     try:
-        table = pq.read_table(path, filesystem=fs)
+        table = pqio.read_table(fs, path)
     except FileNotFoundError as exc:
         raise InputError(f"{path}: missing; the model version is incomplete") from exc
     idx = table.column(f"{side}_idx").to_numpy()
@@ -117,18 +118,16 @@ def seen_table(seen: sp.spmatrix) -> pa.Table:
 def write_seen(fs: AbstractFileSystem, path: str, seen: sp.spmatrix,
                row_group_size: int = SEEN_ROW_GROUP) -> None:
     """Write ``seen.parquet`` in row groups of ``row_group_size`` pairs (with min/max stats)."""
-    pq.write_table(seen_table(seen), path, filesystem=fs, row_group_size=row_group_size,
-                   write_statistics=True)
+    pqio.write_table(fs, path, seen_table(seen), row_group_size=row_group_size, write_statistics=True)
 
 
 def read_seen_user(fs: AbstractFileSystem, path: str, user_idx: int) -> np.ndarray:
     """The sorted train items of one user, reading only the row groups that can hold it."""
-    with fs.open(path, "rb") as f:
-        pf = pq.ParquetFile(f)
-        groups = _groups_for(pf, int(user_idx))
-        if not groups:
-            return np.zeros(0, dtype=np.int32)
-        t = pf.read_row_groups(groups, columns=["user_idx", "item_idx"])
+    pf = pqio.open_file(fs, path)
+    groups = _groups_for(pf, int(user_idx))
+    if not groups:
+        return np.zeros(0, dtype=np.int32)
+    t = pqio.read_row_groups(pf, path, groups, columns=["user_idx", "item_idx"])
     users = t.column("user_idx").to_numpy()
     items = t.column("item_idx").to_numpy()
     return np.sort(items[users == user_idx]).astype(np.int32)
@@ -149,7 +148,7 @@ def _groups_for(pf: pq.ParquetFile, user_idx: int) -> list[int]:
 
 def read_seen(fs: AbstractFileSystem, path: str, shape: tuple[int, int]) -> sp.csr_matrix:
     """All train pairs as a users×items CSR of ones (for batch recommendations)."""
-    t = pq.read_table(path, filesystem=fs, columns=["user_idx", "item_idx"])
+    t = pqio.read_table(fs, path, columns=["user_idx", "item_idx"])
     u = t.column("user_idx").to_numpy()
     i = t.column("item_idx").to_numpy()
     m = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=shape)

@@ -26,7 +26,7 @@ from ..errors import ParameterError
 def open_path(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
     """Return ``(filesystem, path)`` for a file URL or local path (made absolute)."""
     fs, path = fsspec.core.url_to_fs(os.fspath(url))
-    return fs, os.path.abspath(path) if _is_local(fs) else path
+    return fs, os.path.abspath(path) if is_local(fs) else path
 
 
 def open_store(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
@@ -36,7 +36,7 @@ def open_store(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
     """
     url = os.fspath(url)
     fs, root = open_path(url)
-    if _is_local(fs):
+    if is_local(fs):
         existing = root
         while not os.path.exists(existing) and existing != os.path.dirname(existing):
             existing = os.path.dirname(existing)
@@ -47,10 +47,11 @@ def open_store(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
 
 def url_of(fs: AbstractFileSystem, path: str) -> str:
     """``path`` on ``fs`` as a URL that :func:`open_store` maps back (plain path when local)."""
-    return path if _is_local(fs) else fs.unstrip_protocol(path)
+    return path if is_local(fs) else fs.unstrip_protocol(path)
 
 
-def _is_local(fs: AbstractFileSystem) -> bool:
+def is_local(fs: AbstractFileSystem) -> bool:
+    """True for the local filesystem (paths are plain OS paths)."""
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
 
@@ -98,7 +99,7 @@ def atomic_dir(fs: AbstractFileSystem, final_path: str) -> Iterator[str]:
         yield tmp
         if fs.exists(final_path):
             raise FileExistsError(final_path)
-        if _is_local(fs):
+        if is_local(fs):
             os.rename(tmp, final_path)  # atomic on POSIX
         else:
             fs.mv(tmp, final_path, recursive=True)
@@ -115,7 +116,7 @@ def atomic_write_text(fs: AbstractFileSystem, path: str, text: str) -> None:
     tmp = join(parent, f".tmp-{posixpath.basename(path)}-{uuid.uuid4().hex[:12]}")
     with fs.open(tmp, "w") as f:
         f.write(text)
-    if _is_local(fs):
+    if is_local(fs):
         os.replace(tmp, path)
     else:
         fs.mv(tmp, path)

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 from fsspec import AbstractFileSystem
 
@@ -46,6 +45,7 @@ from ..errors import InputError, NotFoundError, ParameterError
 from ..models.base import FactorArrays
 from . import factors as ft
 from . import fs as fsio
+from . import parquet as pqio
 from .layout import current_file, model_dir, version_dir
 
 USER_TABLE = "user_factors.parquet"
@@ -122,7 +122,7 @@ def publish(
 
 
 def _write_table(fs: AbstractFileSystem, path: str, table: pa.Table) -> None:
-    pq.write_table(table, path, filesystem=fs)
+    pqio.write_table(fs, path, table)
 
 
 def _switch_current(fs: AbstractFileSystem, root: str, name: str, version: str) -> None:

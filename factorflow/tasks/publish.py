@@ -9,6 +9,7 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from .. import __version__
+from ..storage import parquet as pqio
 from ..storage.fs import join
 from ._prefect import retry_on_io_error, task_progress
 
@@ -38,7 +39,6 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
     """Top-``n`` unseen items (the candidate filter of ``factorflow recommend``) for
     every user → ``recommendations.parquet``."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     import numpy as np
 
@@ -59,8 +59,7 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
     recs = attach_raw_ids(recs, users, items)
     path = join(run_dir, "recommendations.parquet")
     fs, local = open_path(path)
-    with fs.open(local, "wb") as f:
-        pq.write_table(recs, f)
+    pqio.write_table(fs, local, recs)
     get_run_logger().info("wrote top-%d for %d users to %s", n, len(pc.unique(recs.column("user_idx"))), path)
     return path
 
@@ -70,7 +69,6 @@ def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, 
                  split: dict[str, Any], partitions: dict[str, Any] | None, recommendations: str | None,
                  item_titles: str | None, rating_range: tuple[float, float]) -> str:
     """Publish the run as a new version of model ``name`` and switch CURRENT to it; returns the version."""
-    import pyarrow.parquet as pq
 
     from ..splits import SplitRef, train_csr
     from ..storage.arrays import load_factors
@@ -86,8 +84,7 @@ def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, 
     extra = {}
     if recommendations:
         fs, p = open_path(recommendations)
-        with fs.open(p, "rb") as f:
-            extra["recommendations"] = pq.read_table(f)
+        extra["recommendations"] = pqio.read_table(fs, p)
     model_json = {
         "kind": run["kind"],
         "params": run["params"],
