@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_user_error_tracebacks()
     from ..storage.fs import join, open_store, url_of
     from ..synth import write_synthetic_csv
+    from ._prefect_api import prefect_api
     from .cmd_retrain import print_summary
 
     fs, root = open_store(args.store)
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     truth = fs.cat(source + ".json").decode()
     source = url_of(fs, source)
     params = RetrainParams(ingest=IngestOptions(dataset="demo"), compute=ComputeOptions(n_workers=args.workers))
-    summary = retrain_flow(source, args.store, "als", "demo-als", params)
+    with prefect_api():
+        summary = retrain_flow(source, args.store, "als", "demo-als", params)
     print_summary(summary, params.top_n)
     floor = json.loads(truth).get("noise_floor_rmse")
     if floor is not None:

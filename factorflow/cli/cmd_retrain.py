@@ -110,9 +110,11 @@ def run(args: argparse.Namespace) -> int:
     make_model(args.model, params.model.overrides())  # a bad kind or value fails here, in one line
     from ..flows.retrain import retrain_flow
 
-    quiet_user_error_tracebacks()
+    from ._prefect_api import prefect_api
 
-    summary = retrain_flow(args.source, args.store, args.model, args.name, params)
+    quiet_user_error_tracebacks()
+    with prefect_api():
+        summary = retrain_flow(args.source, args.store, args.model, args.name, params)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
