@@ -12,6 +12,8 @@ from __future__ import annotations
 class FactorflowError(Exception):
     """A user-facing error: its ``str`` is the whole message, on one line."""
 
+    exit_code = 2
+
 
 class InputError(FactorflowError):
     """A source file cannot be read or fails validation (names file and line)."""
@@ -23,6 +25,12 @@ class ParameterError(FactorflowError, ValueError):
 
 class NotFoundError(FactorflowError, LookupError):
     """A dataset, snapshot, split, model or id that was asked for does not exist."""
+
+
+class ModelRejectedError(FactorflowError):
+    """A trained model failed the publish gate: kept as a rejected version, CURRENT untouched (exit 3)."""
+
+    exit_code = 3
 
 
 class DataWarning(UserWarning):

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except FactorflowError as exc:
         print(f"factorflow: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("factorflow: interrupted", file=sys.stderr)
         return 130

@@ -17,6 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", nargs="?", metavar="NAME", help="model name")
     p.add_argument("--set-current", metavar="VERSION", help="point CURRENT at VERSION (rollback)")
+    p.add_argument("--force", action="store_true", help="with --set-current: allow a version the publish gate rejected")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_store_arg(p)
     p.set_defaults(func=run)
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.name:
             raise ParameterError("--set-current: give the model NAME too (factorflow models NAME "
                                  "--set-current VERSION)")
-        reg.set_current(args.store, args.name, args.set_current)
+        reg.set_current(args.store, args.name, args.set_current, force=args.force)
         print(f"{args.name}: CURRENT -> {args.set_current}")
         return 0
     if not args.name:
@@ -61,12 +62,13 @@ def run(args: argparse.Namespace) -> int:
         meta = reg.read_model_json(args.store, args.name, v)
         rmse = ((meta.get("metrics") or {}).get("test") or {}).get("rmse")
         rows.append({"version": v, "current": v == cur, "created_at": meta.get("created_at"),
-                     "kind": meta.get("kind"), "rank": meta.get("rank"), "test_rmse": rmse})
+                     "kind": meta.get("kind"), "rank": meta.get("rank"), "test_rmse": rmse,
+                     "status": meta.get("status", "published")})
     if args.json:
         print(json.dumps(rows))
         return 0
     for r in rows:
         rmse = "-" if r["test_rmse"] is None else f"{r['test_rmse']:.4f}"
         print(f"{'*' if r['current'] else ' '} {r['version']}  kind={r['kind']}  rank={r['rank']}  "
-              f"test_rmse={rmse}")
+              f"test_rmse={rmse}" + ("  REJECTED" if r["status"] == "rejected" else ""))
     return 0

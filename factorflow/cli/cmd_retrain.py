@@ -80,12 +80,15 @@ def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
     print(format_table(metrics_rows(m, summary["kind"], top_n)), file=out)
     warm, cold = m["test"].get("warm"), m["test"].get("cold")
     if warm and cold:
-        cold_rmse = "n/a" if cold["rmse"] is None else f"{cold['rmse']:.4f}"
-        print(f"\n{summary['kind']} test RMSE on warm rows {warm['rmse']:.4f} ({warm['n']:,}); on cold-start rows "
-              f"(user or item unseen in train: μ + known bias) {cold_rmse} ({cold['n']:,})", file=out)
-    print(f"train RMSE {m['train']['rmse']:.4f}", file=out)
+        print(f"\n{summary['kind']} test RMSE on warm rows {_num(warm['rmse'])} ({warm['n']:,}); on cold-start rows "
+              f"(user or item unseen in train: μ + known bias) {_num(cold['rmse'])} ({cold['n']:,})", file=out)
+    print(f"train RMSE {_num(m['train']['rmse'])}", file=out)
     if m.get("learning_curve_png"):
         print(f"learning curve: {m['learning_curve_png']}", file=out)
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def check_sources_exist(*sources: str | None) -> None:

@@ -262,8 +262,11 @@ def current_version(store: str, name: str) -> str:
     return version
 
 
-def set_current(store: str, name: str, version: str) -> None:
-    """Point CURRENT at an existing, complete ``version`` (rollback or roll forward)."""
+def set_current(store: str, name: str, version: str, *, force: bool = False) -> None:
+    """Point CURRENT at an existing, complete ``version`` (rollback or roll forward).
+
+    A version the publish gate rejected (``model.json`` ``status: rejected``) needs ``force``.
+    """
     _check_name(name)
     fs, root = fsio.open_store(store)
     if not (isinstance(version, str) and _VERSION_RE.match(version)
@@ -273,6 +276,11 @@ def set_current(store: str, name: str, version: str) -> None:
             raise _missing_model(store, name)
         raise NotFoundError(f"version={version!r}: not a complete version of model {name!r} "
                             f"(versions: {', '.join(have)})")
+    meta = fsio.read_json(fs, fsio.join(version_dir(root, name, version), MODEL_JSON))
+    if meta.get("status") == "rejected" and not force:
+        why = "; ".join(meta.get("rejected_because") or []) or "no reason recorded"
+        raise ParameterError(f"version={version}: the publish gate rejected it ({why}); "
+                             "pass --force to make it CURRENT anyway")
     _switch_current(fs, root, name, version)
 
 

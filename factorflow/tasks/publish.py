@@ -68,13 +68,20 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
 def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, Any], snapshot: dict[str, Any],
                  split: dict[str, Any], partitions: dict[str, Any] | None, recommendations: str | None,
                  item_titles: str | None, rating_range: tuple[float, float]) -> str:
-    """Publish the run as a new version of model ``name`` and switch CURRENT to it; returns the version."""
+    """Publish the run as a new version of model ``name`` and switch CURRENT to it; returns the version.
+
+    A model that fails the publish gate (:func:`factorflow.evaluation.publish_blockers`) is kept
+    as a version marked ``"status": "rejected"`` (for inspection), CURRENT is left alone, and
+    ``ModelRejectedError`` says why in one line.
+    """
 
     from ..splits import SplitRef, train_csr
     from ..storage.arrays import load_factors
     from ..storage.datasets import SnapshotRef, read_ids
     from ..storage.fs import open_path
-    from ..storage.registry import publish
+    from ..errors import ModelRejectedError, NotFoundError
+    from ..evaluation import publish_blockers
+    from ..storage.registry import current_version, publish
 
     snap = SnapshotRef.from_dict(snapshot)
     split_ref = SplitRef.from_dict(split)
@@ -99,7 +106,18 @@ def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, 
         "learning_curve": run["history"],
         "code_version": code_version(),
     }
+    blockers = publish_blockers(metrics, factors, run["kind"])
+    model_json["status"] = "rejected" if blockers else "published"
+    if blockers:
+        model_json["rejected_because"] = blockers
     version = publish(store, name, factors, user_ids, item_ids, model_json, seen=train_csr(split_ref),
-                      item_titles=_titles(item_titles, item_ids), extra_tables=extra)
+                      item_titles=_titles(item_titles, item_ids), extra_tables=extra, set_current=not blockers)
+    if blockers:
+        try:
+            current = f"CURRENT still names {current_version(store, name)}"
+        except NotFoundError:
+            current = "there is no CURRENT version"
+        raise ModelRejectedError(f"model {name} was not published: {'; and '.join(blockers)}; kept as rejected "
+                                 f"version {version}, {current}")
     get_run_logger().info("published %s version %s", name, version)
     return version
