@@ -44,6 +44,32 @@ def rmse_callback(test: dict[str, np.ndarray], rating_range: tuple[float, float]
     return _cb
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations on this machine (None when unknown)."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - unknown: then nothing is refused
+        return None
+
+
+def check_fit_memory(model: Any, n_users: int = 0, n_items: int = 0, n_workers: int = 1) -> None:
+    """ParameterError when ``n_workers`` fits of ``model`` cannot fit in the available memory
+    (``model.min_fit_bytes``; models without one are not checked). Run before fitting, so a
+    hopeless ``--rank`` is refused in one line instead of failing with MemoryError later."""
+    need = getattr(model, "min_fit_bytes", lambda *_: 0)(n_users, n_items) * max(1, n_workers)
+    have = available_memory()
+    if have and need > have:
+        from .errors import ParameterError
+
+        shape = f" on {n_users:,} users × {n_items:,} items" if n_users or n_items else ""
+        raise ParameterError(
+            f"--rank={model.params().get('rank')}: fitting {model.kind}{shape} needs at least {need / 2**30:,.1f} GiB "
+            f"({max(1, n_workers)} worker(s)) but {have / 2**30:,.1f} GiB is available; "
+            "use a smaller --rank or fewer --workers")
+
+
 def train_model(
     kind: str,
     overrides: dict[str, Any],
@@ -60,6 +86,8 @@ def train_model(
     model's own serial ``fit`` runs on the train CSR. Both give the same factors for a seed.
     """
     model = make_model(kind, overrides)
+    n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
+    check_fit_memory(model, int(split.manifest["n_users"]), int(split.manifest["n_items"]), n_workers)
     callback = rmse_callback(test_arrays(split), rating_range)
     if kind == "als" and client is not None and partitions is not None:
         from .parallel.als_dask import fit_als_dask

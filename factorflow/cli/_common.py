@@ -80,12 +80,31 @@ def ingest_options(args: argparse.Namespace, dataset: str | None = None):
         raise ParameterError(one_line(exc)) from None
 
 
-def one_line(exc: Exception) -> str:
-    """A pydantic ValidationError as one line: 'field: message; ...'."""
+def one_line(exc: Exception, options: dict[str, str] | None = None) -> str:
+    """A pydantic ValidationError as one line: '--option=value: message; ...', naming each field
+    by the option the user typed (``options`` maps field names that differ, e.g. n_blocks → --blocks)."""
     errors = getattr(exc, "errors", None)
-    if callable(errors):
-        return "; ".join(f"--{'.'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in errors())
-    return str(exc).splitlines()[0]
+    if not callable(errors):
+        return str(exc).splitlines()[0]
+    parts = []
+    for e in errors():
+        field = ".".join(str(p) for p in e["loc"])
+        name = (options or {}).get(field) or "--" + field.replace("_", "-")
+        value = f"={e['input']!r}" if "input" in e and not isinstance(e["input"], dict) else ""
+        parts.append(f"{name}{value}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def ensure_writable_store(store: str) -> None:
+    """Create the store folder and prove a file can be written there, else a one-line error."""
+    from ..errors import ParameterError
+    from ..storage.fs import probe_writable
+
+    try:
+        probe_writable(store)
+    except OSError as exc:
+        raise ParameterError(f"--store {store}: cannot write there ({exc.strerror or exc}); "
+                             "choose a folder you can write to") from None
 
 
 class _NoUserErrorTraceback(logging.Formatter):

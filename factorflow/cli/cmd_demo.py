@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 
-from ._common import add_store_arg, quiet_user_error_tracebacks
+from ._common import add_store_arg, ensure_writable_store, quiet_user_error_tracebacks
 
 DEMO = {"users": 3000, "items": 2000, "ratings": 300_000, "seed": 7}
 
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ._prefect_api import prefect_api
     from .cmd_retrain import print_summary
 
+    ensure_writable_store(args.store)
     fs, root = open_store(args.store)
     name = f"demo-{args.users}x{args.items}-{args.ratings}-s{args.seed}.csv"
     source = join(root, "sources", name)

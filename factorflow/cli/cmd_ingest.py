@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ._common import add_ingest_args, add_store_arg, parse_pairs, parse_range
+
+if TYPE_CHECKING:
+    from ..storage.datasets import SnapshotRef
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,38 +29,62 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
     import warnings
 
     from ..errors import DataWarning
-    from ..ingest import ingest_source
+    from ..ingest import describe_rejects, ingest_source
     from ..progress import tqdm_progress
 
-    with tqdm_progress("ingest", unit="B") as bar, warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
-        ref = ingest_source(
-            args.source,
-            args.store,
-            args.name,
-            fmt=args.fmt,
-            columns=parse_pairs(args.columns, "--columns"),
-            delimiter=args.delimiter,
-            rating_range=parse_range(args.rating_range, "--rating-range"),
-            max_reject_fraction=args.max_reject_fraction,
-            test_source=args.test_source,
-            progress=bar,
-        )
+        try:
+            with tqdm_progress("ingest", unit="B") as bar:
+                ref = ingest_source(
+                    args.source,
+                    args.store,
+                    args.name,
+                    fmt=args.fmt,
+                    columns=parse_pairs(args.columns, "--columns"),
+                    delimiter=args.delimiter,
+                    rating_range=parse_range(args.rating_range, "--rating-range"),
+                    max_reject_fraction=args.max_reject_fraction,
+                    test_source=args.test_source,
+                    progress=bar,
+                )
+        finally:  # warnings raised before an error are shown too
+            _show(caught, DataWarning)
+    print(summary(ref))
+    note = describe_rejects(ref)
+    if note:
+        print(note)
+    return 0
+
+
+def _show(caught: list, category: type) -> None:
+    """Print ``category`` warnings as one ``factorflow: warning:`` line each; re-issue the others."""
+    import sys
+    import warnings
+
     for w in caught:
-        if issubclass(w.category, DataWarning):
-            print(f"factorflow: warning: {w.message}", file=sys.stderr)
+        if issubclass(w.category, category):
+            print(f"factorflow: warning: {_one_line(str(w.message))}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.splitlines())
+
+
+def summary(ref: SnapshotRef) -> str:
+    """``NAME/SNAPSHOT (new snapshot): counts; ids; ratings and scale -> PATH``."""
     m = ref.manifest
     state = "existing snapshot" if ref.reused else "new snapshot"
     test = f", {m['n_test']:,} test rows" if "n_test" in m else ""
-    print(
+    low, high = m["rating_range"]
+    how = "declared" if m.get("rating_range_declared") else "inferred"
+    return (
         f"{ref.name}/{ref.snapshot} ({state}): {m['rows_kept']:,} kept, {m['rows_rejected']:,} rejected, "
         f"{m['rows_duplicate']:,} duplicates{test}; {m['n_users']:,} users, {m['n_items']:,} items; "
-        f"ratings {m['rating_min']}..{m['rating_max']} -> {ref.path}"
+        f"ratings {m['rating_min']}..{m['rating_max']} (scale {low:g}..{high:g}, {how}) -> {ref.path}"
     )
-    return 0

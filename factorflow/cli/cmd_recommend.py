@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
 
     if given:
+        check_rating_scale(given, model.model_json.get("rating_range"),
+                           "--ratings" if args.ratings else f"--ratings-file {args.ratings_file}", who)
         raw_items = [model.parse_item_id(i) for i, _ in given]
         idx = np.full(len(given), -1, dtype=np.int64)
         ok = [k for k, r in enumerate(raw_items) if r is not None]
@@ -108,6 +110,16 @@ def run(args: argparse.Namespace) -> int:
     titles = title_lookup(model, args.titles)
     print_rows(item_rows(model, ranked, titles), args.json)
     return 0
+
+
+def check_rating_scale(given: list[tuple[str, float]], scale: list[float] | None, where: str, who: str) -> None:
+    """ParameterError when a folded-in rating lies outside the scale the model was trained on."""
+    if not scale:
+        return
+    lo, hi = float(scale[0]), float(scale[1])
+    bad = [f"{item}={r:g}" for item, r in given if not lo <= r <= hi]
+    if bad:
+        raise ParameterError(f"{where}: ratings outside the scale {lo:g}..{hi:g} of {who}: {', '.join(bad)}")
 
 
 def candidate_items(model: Any, min_ratings: int) -> Any:

@@ -6,7 +6,18 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import add_ingest_args, add_store_arg, ingest_options, one_line, quiet_user_error_tracebacks
+from ._common import (
+    add_ingest_args,
+    add_store_arg,
+    ensure_writable_store,
+    ingest_options,
+    one_line,
+    quiet_user_error_tracebacks,
+)
+
+
+MODEL_OPTIONS = {"rank": "--rank", "reg": "--reg", "sweeps": "--sweeps", "weighted": "--weighted",
+                 "init_scale": "--init-scale", "seed": "--model-seed"}  # model config field → CLI option
 
 
 def add_retrain_args(p: argparse.ArgumentParser) -> None:
@@ -56,18 +67,20 @@ def params_from_args(args: argparse.Namespace, dataset: str | None) -> Any:
     from ..config import ComputeOptions, ModelOptions, RetrainParams, SplitOptions
     from ..errors import ParameterError
 
-    try:
-        return RetrainParams(
-            ingest=ingest_options(args, dataset),
-            split=SplitOptions(kind=args.split, test_fraction=args.test_fraction, seed=args.seed, cutoff=args.cutoff,
-                               per_user=args.per_user, k=args.k, by=args.by),
-            model=ModelOptions(rank=args.rank, reg=args.reg, sweeps=args.sweeps, weighted=args.weighted,
-                               init_scale=args.init_scale, seed=args.model_seed),
-            compute=ComputeOptions(dask_address=args.dask_address, n_workers=args.workers, n_blocks=args.blocks),
-            top_n=args.top_n, item_titles=args.titles,
-        )
-    except ValidationError as exc:
-        raise ParameterError(one_line(exc)) from None
+    def build(cls: Any, options: dict[str, str], **values: Any) -> Any:
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ParameterError(one_line(exc, options)) from None
+
+    split = build(SplitOptions, {"kind": "--split", "k": "-k"}, kind=args.split, test_fraction=args.test_fraction,
+                  seed=args.seed, cutoff=args.cutoff, per_user=args.per_user, k=args.k, by=args.by)
+    model = build(ModelOptions, {"seed": "--model-seed"}, rank=args.rank, reg=args.reg, sweeps=args.sweeps,
+                  weighted=args.weighted, init_scale=args.init_scale, seed=args.model_seed)
+    compute = build(ComputeOptions, {"n_workers": "--workers", "n_blocks": "--blocks"},
+                    dask_address=args.dask_address, n_workers=args.workers, n_blocks=args.blocks)
+    return build(RetrainParams, {"item_titles": "--titles"}, ingest=ingest_options(args, dataset), split=split,
+                 model=model, compute=compute, top_n=args.top_n, item_titles=args.titles)
 
 
 def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
@@ -103,14 +116,36 @@ def check_sources_exist(*sources: str | None) -> None:
                 raise InputError(f"{src}: file not found")
 
 
+def check_request(args: argparse.Namespace, params: Any) -> None:
+    """Everything that can be checked before the flow starts, each failure one line: sources,
+    the titles file, the model kind and values (and the memory its fit needs), the published
+    name, the store's writability."""
+    from ..errors import ParameterError
+    from ..models.catalog import make_model
+    from ..storage.registry import check_name
+    from ..training import check_fit_memory
+    from ..titles import read_titles
+
+    check_sources_exist(args.source, args.test_source, args.titles)
+    if args.titles:
+        read_titles(args.titles, item_is_int=False)
+    try:
+        model = make_model(args.model, params.model.overrides())  # a bad kind or value fails here
+    except ParameterError as exc:  # the model names its fields; the user typed options
+        field, sep, rest = str(exc).partition("=")
+        if sep and field in MODEL_OPTIONS:
+            raise ParameterError(MODEL_OPTIONS[field] + "=" + rest) from None
+        raise
+    check_fit_memory(model, n_workers=params.compute.n_workers or 1)
+    check_name(args.name or args.model, "--name" if args.name else "--model")
+    ensure_writable_store(args.store)
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
     params = params_from_args(args, args.dataset)
-    check_sources_exist(args.source, args.test_source, args.titles)
-    from ..models.catalog import make_model
-
-    make_model(args.model, params.model.overrides())  # a bad kind or value fails here, in one line
+    check_request(args, params)
     from ..flows.retrain import retrain_flow
 
     from ._prefect_api import prefect_api

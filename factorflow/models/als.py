@@ -192,3 +192,9 @@ class ALS:
 
     def params(self) -> dict[str, Any]:
         return asdict(self.config)
+
+    def min_fit_bytes(self, n_users: int = 0, n_items: int = 0) -> int:
+        """A lower bound on one fitting process's memory: a row's (K+1)² float64 normal equations
+        and their Cholesky factor, plus both factor tables and a copy of each in ``config.dtype``."""
+        k = self.config.rank
+        return 2 * (k + 1) ** 2 * 8 + 2 * (n_users + n_items) * k * np.dtype(self.config.dtype).itemsize

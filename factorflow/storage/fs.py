@@ -109,6 +109,16 @@ def atomic_dir(fs: AbstractFileSystem, final_path: str) -> Iterator[str]:
         raise
 
 
+def probe_writable(url: str) -> None:
+    """Create the store folder ``url`` and write and delete a small file there (OSError if not possible)."""
+    fs, root = open_store(url)
+    fs.makedirs(root, exist_ok=True)
+    probe = join(root, f".write-probe-{uuid.uuid4().hex[:12]}")
+    with fs.open(probe, "wb") as f:
+        f.write(b"ok")
+    fs.rm(probe)
+
+
 def atomic_write_text(fs: AbstractFileSystem, path: str, text: str) -> None:
     """Replace the small file ``path`` atomically (write a temp sibling, then rename)."""
     parent = posixpath.dirname(path)

@@ -83,7 +83,7 @@ def publish(
     ``user_ids[i]`` / ``item_ids[j]`` are the raw ids of dense index i / j; ``seen`` is the
     users×items train matrix (its pattern gives ``n_ratings`` and ``seen.parquet``).
     """
-    _check_name(name)
+    check_name(name)
     users = ft.normalize_ids(user_ids, "user_ids")
     items = ft.normalize_ids(item_ids, "item_ids")
     _check_shapes(factors, users, items, seen, item_titles)
@@ -129,10 +129,11 @@ def _switch_current(fs: AbstractFileSystem, root: str, name: str, version: str) 
     fsio.atomic_write_text(fs, current_file(root, name), version + "\n")
 
 
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ParameterError(f"name={name!r}: must be letters, digits, '.', '_' or '-' "
-                             "(starting with a letter or digit)")
+def check_name(name: str, param: str = "name") -> None:
+    """ParameterError unless ``name`` is a safe model name (one path segment: no '/', no '..')."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 200:
+        raise ParameterError(f"{param}={name!r}: must be letters, digits, '.', '_' or '-' "
+                             "(starting with a letter or digit, at most 200 characters)")
 
 
 def _check_shapes(f: FactorArrays, users: pa.Array, items: pa.Array,
@@ -249,7 +250,7 @@ def _missing_model(store: str, name: str) -> NotFoundError:
 
 def current_version(store: str, name: str) -> str:
     """The version CURRENT names (NotFoundError with a hint when there is none)."""
-    _check_name(name)
+    check_name(name)
     fs, root = fsio.open_store(store)
     path = current_file(root, name)
     if not fs.exists(path):
@@ -267,7 +268,7 @@ def set_current(store: str, name: str, version: str, *, force: bool = False) -> 
 
     A version the publish gate rejected (``model.json`` ``status: rejected``) needs ``force``.
     """
-    _check_name(name)
+    check_name(name)
     fs, root = fsio.open_store(store)
     if not (isinstance(version, str) and _VERSION_RE.match(version)
             and _is_complete(fs, version_dir(root, name, version))):
@@ -380,7 +381,7 @@ def _index_of(ids: pa.Array, raw_id: int | str | None) -> int | None:
 
 def load_model(store: str, name: str, version: str | None = None) -> PublishedModel:
     """Read the published tables of ``version`` (CURRENT when None); never reads train data."""
-    _check_name(name)
+    check_name(name)
     fs, root = fsio.open_store(store)
     if version is None:
         version = current_version(store, name)
