@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from factorflow.errors import DataWarning, InputError, NotFoundError, ParameterError
-from factorflow.ingest import default_name, ingest_source, reader, snapshot
+from factorflow.ingest import default_name, describe_rejects, infer_scale, ingest_source, reader, snapshot
 from factorflow.ingest.formats import detect_format, read_sample
 from factorflow.ingest.ids import IdMap
 from factorflow.storage.datasets import (
@@ -359,11 +359,17 @@ def test_parameter_errors(tmp_path):
         ingest_source(src, str(tmp_path / "s"), fmt="xlsx")
 
 
-def test_odd_inferred_rating_range_warns(tmp_path):
-    src = write(tmp_path / "r.csv", "userId,movieId,rating,timestamp\n1,1,0,1\n1,2,85,2\n")
-    with pytest.warns(DataWarning, match=r"max 85 > 10"):
-        ref = ingest_source(src, str(tmp_path / "s"))
-    assert ref.manifest["rating_range"] == [0.0, 85.0] and ref.manifest["rating_range_declared"] is False
+def test_ratings_on_no_common_scale_warn_and_keep_all_but_gross_outliers(tmp_path):
+    text = "userId,movieId,rating\n" + "".join(f"{k},{k % 7},{100 + k % 150}\n" for k in range(300)) + "1,1,9999\n"
+    with pytest.warns(DataWarning, match=r"fit no common rating scale, so the scale is the bulk ± its width: -49..398"):
+        ref = ingest_source(write(tmp_path / "r.csv", text), str(tmp_path / "s"))
+    m = ref.manifest
+    assert m["rating_range"] == [-49.0, 398.0] and m["rating_range_declared"] is False
+    assert m["rating_range_inferred_from"] == {"rule": "bulk ± width", "bulk": [100.0, 249.0], "set_aside_each_side": 1,
+                                               "n_ratings": 301}
+    assert (m["rows_kept"], m["rows_rejected"]) == (300, 1) and rejects_of(ref) == [
+        (302, "rating outside the inferred scale -49..398", "1,1,9999")
+    ]
 
 
 # ------------------------------------------------------------------ snapshots
@@ -432,12 +438,15 @@ def test_two_file_ingest_shares_one_id_space(tmp_path):
     test = write(tmp_path / "u1.test", "1\t20\t2\t103\n3\t30\t4\t104\nbad line\n1\t10\t9\t105\n")
     ref = ingest_source(base, str(tmp_path / "s"), test_source=test, max_reject_fraction=0.5)
     m = ref.manifest
-    assert ref.name == "u1" and m["n_users"] == 3 and m["n_items"] == 3 and m["n_test"] == 3
-    assert m["test_source"]["url"] == test and m["test_source"]["rows_rejected"] == 1
+    assert ref.name == "u1" and m["n_users"] == 3 and m["n_items"] == 3 and m["n_test"] == 2
+    assert m["test_source"]["url"] == test and m["test_source"]["rows_rejected"] == 2
     assert rows_of(ref) == [(1, 10, 4.0, 100), (2, 10, 3.0, 101), (2, 20, 5.0, 102)]
-    assert rows_of(ref, given_test=True) == [(1, 10, 9.0, 105), (1, 20, 2.0, 103), (3, 30, 4.0, 104)]
+    assert rows_of(ref, given_test=True) == [(1, 20, 2.0, 103), (3, 30, 4.0, 104)]
     rej = read_rejects(ref)
-    assert rej.column("source").to_pylist() == [test] and rej.column("line").to_pylist() == [3]
+    assert rej.column("source").to_pylist() == [test] * 2 and rej.column("line").to_pylist() == [3, 4]
+    # the 9 fits a 1..10 scale, but the given test set is held to the train file's scale
+    assert rej.column("reason").to_pylist() == ["wrong column count", "rating outside the inferred scale 1..5"]
+    assert m["rating_range"] == [1.0, 5.0]
     alone = ingest_source(base, str(tmp_path / "s"))
     assert alone.snapshot != ref.snapshot
 
@@ -451,3 +460,188 @@ def test_progress_reports_bytes_read(tmp_path):
     assert calls and all(total == size for _, total in calls)
     done = [d for d, _ in calls]
     assert done == sorted(done) and done[-1] == size
+
+
+# ------------------------------------------------------------------ inferred rating scale
+
+
+def _scale(values) -> tuple[float, float, str]:
+    s = infer_scale(np.asarray(values, np.float32))
+    return s.low, s.high, s.rule
+
+
+def test_infer_scale_snaps_the_bulk_to_a_common_scale():
+    rng = np.random.default_rng(0)
+    half = rng.integers(1, 11, 5000) / 2
+    assert _scale(half) == (0.5, 5.0, "common scale")
+    assert _scale(rng.integers(1, 6, 5000)) == (1.0, 5.0, "common scale")
+    assert _scale(rng.integers(2, 5, 5000)) == (1.0, 5.0, "common scale")  # 2..4 used of a 1..5 scale
+    assert _scale(rng.uniform(-9.95, 9.95, 5000)) == (-10.0, 10.0, "common scale")  # Jester
+    assert _scale(rng.uniform(0, 1, 5000)) == (0.0, 1.0, "common scale")
+    assert _scale(rng.integers(0, 101, 5000)) == (0.0, 100.0, "common scale")
+    assert _scale([4.0] * 50) == (1.0, 5.0, "common scale")  # zero variance
+
+
+def test_infer_scale_sets_outliers_aside():
+    ones_to_fives = list(np.arange(2000) % 5 + 1)
+    assert _scale(ones_to_fives + [1e6]) == (1.0, 5.0, "common scale")
+    assert _scale(ones_to_fives + [7, 1e6]) == (1.0, 5.0, "common scale")  # k = 2 on each side at n = 2002
+    assert _scale(ones_to_fives[:20] + [7]) == (1.0, 5.0, "common scale")
+    assert _scale(ones_to_fives[:20] + [-1]) == (1.0, 5.0, "common scale")
+    # too few values to tell: the whole range is the bulk, and it fits no common scale
+    assert _scale([1, 3, 1e6]) == (1 - 999_999, 1e6 + 999_999, "bulk ± width")
+
+
+def test_infer_scale_widens_to_a_neighbour_for_rare_edge_values():
+    """A lone 0.5 among half stars is set aside by the trim, yet kept: 0.5..5 is 1..5's neighbour."""
+    values = list(np.arange(500) % 9 / 2 + 1) + [0.5]  # 1, 1.5, ..., 5 and one 0.5
+    assert _scale(values) == (0.5, 5.0, "common scale")
+    assert _scale(list(np.arange(500) % 10 + 1) + [0]) == (0.0, 10.0, "common scale")
+    assert _scale(list(np.arange(500) % 5 + 1) + [0.5, 1e6]) == (0.5, 5.0, "common scale")
+
+
+def test_infer_scale_without_a_common_scale_keeps_all_but_gross_outliers():
+    s = infer_scale(np.arange(101, 249, dtype=np.float32))
+    assert (s.low, s.high, s.rule, s.bulk) == (102 - 145, 247 + 145, "bulk ± width", (102.0, 247.0))
+    assert _scale([250.0] * 20) == (0.0, 500.0, "bulk ± width")  # equal values: the width is their magnitude
+
+
+OUTLIERS = (
+    "userId,movieId,rating,timestamp\r\n"  # 1
+    + "".join(f"{u},{i},{(u + i) % 5 + 1},{u}\r\n" for u in range(1, 41) for i in range(1, 31))  # 2..1201
+    + "\r\n"  # 1202 blank
+    + "99,1,1e6,7\r\n"  # 1203: user 99 is only here
+    + "3,99,7,7\r\n"  # 1204: item 99 is only here
+    + "4,1,-2.5,8\r\n"  # 1205
+)  # 1203 ratings: 2 set aside on each side
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_ratings_outside_the_inferred_scale_are_rejected_with_their_line(tmp_path, robust):
+    text = OUTLIERS + ("5,5\r\n6,6,x,1\r\n" if robust else "")  # 1206, 1207: malformed rows force the robust path
+    src = write(tmp_path / "r.csv", text)
+    with pytest.warns(DataWarning, match=r"3 rating\(s\) outside the inferred scale 1..5 rejected \(lines 1203, 1204, 1205\)"):
+        ref = ingest_source(src, str(tmp_path / "s"))
+    m = ref.manifest
+    reason = "rating outside the inferred scale 1..5"
+    expected = [(1203, reason, "99,1,1e6,7"), (1204, reason, "3,99,7,7"), (1205, reason, "4,1,-2.5,8")]
+    if robust:
+        expected += [(1206, "wrong column count", "5,5"), (1207, "non-numeric rating", "6,6,x,1")]
+    assert rejects_of(ref) == expected and m["read_path"] == ("robust" if robust else "fast")
+    assert (m["rows_read"], m["rows_kept"], m["rows_rejected"]) == (1203 + 2 * robust, 1200, 3 + 2 * robust)
+    assert m["rating_range"] == [1.0, 5.0] and m["rating_range_declared"] is False
+    assert m["rating_range_inferred_from"] == {"rule": "common scale", "bulk": [1.0, 5.0], "set_aside_each_side": 2,
+                                               "n_ratings": 1203}
+    assert m["rejects_by_reason"][reason] == 3
+    # ids seen only in rejected rows are not in the id tables
+    assert read_ids(ref, "user").column("user_id").to_pylist() == list(range(1, 41))
+    assert read_ids(ref, "item").column("item_id").to_pylist() == list(range(1, 31))
+    assert describe_rejects(ref) == (
+        f"{3 + 2 * robust} rows rejected (3 {reason}"
+        + (", 1 non-numeric rating, 1 wrong column count" if robust else "")
+        + f"); see {ref.path}/rejects.parquet"
+    )
+
+
+def test_outside_scale_rows_count_toward_max_reject_fraction(tmp_path):
+    src = write(tmp_path / "r.csv", OUTLIERS)
+    with pytest.raises(InputError) as err, pytest.warns(DataWarning):
+        ingest_source(src, str(tmp_path / "s"), max_reject_fraction=0.001)
+    assert str(err.value) == (
+        f"{src}: 3 of 1203 rows rejected (0.249% > --max-reject-fraction 0.1%); first bad lines: 1203 (rating outside "
+        "the inferred scale 1..5), 1204 (rating outside the inferred scale 1..5), 1205 (rating outside the inferred "
+        "scale 1..5)"
+    )
+    assert leftovers(tmp_path / "s" / "datasets") == []
+
+
+def test_declared_range_is_used_as_is(tmp_path):
+    ref = ingest_source(write(tmp_path / "r.csv", OUTLIERS), str(tmp_path / "s"), rating_range=(-5, 10))
+    m = ref.manifest
+    assert m["rating_range"] == [-5.0, 10.0] and m["rating_range_declared"] is True
+    assert m["rating_range_inferred_from"] is None
+    assert rejects_of(ref) == [(1203, "rating out of range", "99,1,1e6,7")]
+
+
+@pytest.mark.parametrize("kind", ["lone-cr", "gzip", "no-final-newline", "blank-lines-first-block"])
+def test_outlier_lines_under_other_line_ends_and_compression(tmp_path, kind):
+    body = [f"{k % 13},{k % 7},{k % 5 + 1},{k}" for k in range(3000)]
+    body[2500] = "1,1,99,1"
+    lines = ["userId,movieId,rating,timestamp", *body]
+    if kind == "blank-lines-first-block":
+        lines[10:10] = ["", ""]
+    text = ("\r" if kind == "lone-cr" else "\n").join(lines) + ("" if kind == "no-final-newline" else "\n")
+    want_line = 2502 + (2 if kind == "blank-lines-first-block" else 0)
+    if kind == "no-final-newline":
+        text += "\n9,9,1e9,9"
+    data = gzip.compress(text.encode()) if kind == "gzip" else text.encode()
+    src = write(tmp_path / ("r.csv.gz" if kind == "gzip" else "r.csv"), data)
+    with pytest.warns(DataWarning):
+        ref = ingest_source(src, str(tmp_path / "s"))
+    got = rejects_of(ref)
+    assert got[0] == (want_line, "rating outside the inferred scale 1..5", "1,1,99,1")
+    if kind == "no-final-newline":
+        assert got[1] == (3002, "rating outside the inferred scale 1..5", "9,9,1e9,9")
+
+
+def test_given_test_file_uses_the_train_scale(tmp_path):
+    base = write(tmp_path / "u1.base", "".join(f"{u}\t{i}\t{(u * i) % 5 + 1}\t{u}\n" for u in range(1, 30) for i in (1, 2)))
+    test = write(tmp_path / "u1.test", "1\t3\t4\t1\n2\t3\t10\t1\n")  # 10 would fit a 1..10 scale of its own
+    with pytest.warns(DataWarning, match=r"u1.test: 1 rating\(s\) outside the inferred scale 1..5 rejected \(lines 2\)"):
+        ref = ingest_source(base, str(tmp_path / "s"), test_source=test, max_reject_fraction=0.5)
+    assert ref.manifest["rating_range"] == [1.0, 5.0] and ref.manifest["n_test"] == 1
+    assert rejects_of(ref) == [(2, "rating outside the inferred scale 1..5", "2\t3\t10\t1")]
+    assert describe_rejects(ref).startswith("1 row rejected (1 rating outside the inferred scale 1..5); see ")
+
+
+def test_describe_rejects_is_none_without_rejects(tmp_path):
+    assert describe_rejects(ingest_source(write(tmp_path / "r.csv", ML_CSV), str(tmp_path / "s"))) is None
+
+
+# ------------------------------------------------------------------ quoting, line breaks, odd bytes
+
+
+def test_quoted_fields_take_the_robust_path_and_keep_their_text(tmp_path):
+    text = 'userId,movieId,rating,timestamp\n"1",10,4,1\n"a,b",10,"3.5",2\n2,"x""y",5,3\n'
+    ref = ingest_source(write(tmp_path / "r.csv", text), str(tmp_path / "s"))
+    assert ref.manifest["read_path"] == "robust"
+    assert rows_of(ref) == [("1", "10", 4.0, 1), ("2", 'x"y', 5.0, 3), ("a,b", "10", 3.5, 2)]
+
+
+@pytest.mark.parametrize("block_size", [64, 1 << 20])
+def test_a_quoted_line_break_is_one_error_at_its_line_at_any_block_size(tmp_path, block_size):
+    text = "userId,movieId,rating,timestamp\n" + "".join(f"{k},1,4,{k}\n" for k in range(30))
+    text += '7,"unclosed,4,1\n8,2,4,1\n9,3,4,1\n'  # line 32 opens a quote that swallows the rest
+    src = write(tmp_path / "r.csv", text)
+    spec = detect_format(src, read_sample(src))
+    with pytest.raises(InputError, match=r"r.csv: line 32: a quoted field runs over a line break"):
+        reader.read_rows(src, spec, IdMap(), IdMap(), block_size=block_size)
+    closed = text.replace("8,2,4,1", 'x",2,4,1')  # a closed quote spanning lines 32-33: same error
+    src2 = write(tmp_path / "r2.csv", closed)
+    with pytest.raises(InputError, match=r"r2.csv: line 32: a quoted field runs over a line break"):
+        reader.read_rows(src2, spec, IdMap(), IdMap(), block_size=block_size)
+
+
+def test_nul_byte_in_an_id_past_the_sample_is_a_reject(tmp_path):
+    rows = [f"{k},{k % 50},{k % 5 + 1},{k}" for k in range(20000)]
+    rows[15000] = "15000,1\x00\x00,3,15000"  # past the first 64 KiB that are sniffed for binary data
+    src = write(tmp_path / "r.csv", "userId,movieId,rating,timestamp\n" + "\n".join(rows) + "\n")
+    ref = ingest_source(src, str(tmp_path / "s"))
+    assert rejects_of(ref) == [(15002, "NUL byte in an id", "15000,1\x00\x00,3,15000")]
+    assert read_ids(ref, "item").schema.field("item_id").type == pa.int64()
+
+
+def test_ratings_beyond_float32_are_non_finite(tmp_path):
+    text = "userId,movieId,rating,timestamp\n1,1,4,1\n1,2,1e39,1\n1,3,-4e38,1\n" + "2,1,3,1\n" * 3
+    ref = ingest_source(write(tmp_path / "r.csv", text), str(tmp_path / "s"), max_reject_fraction=0.5)
+    assert [r[:2] for r in rejects_of(ref)] == [(3, "non-finite rating"), (4, "non-finite rating")]
+
+
+def test_integer_ids_use_the_whole_int64_range(tmp_path):
+    big = "userId,movieId,rating,timestamp\n9223372036854775807,-9223372036854775808,4,1\n1,2,3,2\n"
+    ref = ingest_source(write(tmp_path / "r.csv", big), str(tmp_path / "s"))
+    assert rows_of(ref) == [(1, 2, 3.0, 2), (2**63 - 1, -(2**63), 4.0, 1)]
+    over = big.replace("9223372036854775807", "9223372036854775808")
+    ref = ingest_source(write(tmp_path / "r2.csv", over), str(tmp_path / "s"))
+    assert read_ids(ref, "user").column("user_id").to_pylist() == ["1", "9223372036854775808"]
+    assert read_ids(ref, "item").schema.field("item_id").type == pa.int64()

@@ -10,20 +10,38 @@ raw, reason), ``[given_test.parquet]`` and ``manifest.json`` with:
 ``snapshot, dataset, schema_version (1), created_at (ISO UTC), format, delimiter, columns,
 source {url, sha256, bytes}, [test_source {url, sha256, bytes, rows_read, rows_kept,
 rows_rejected, rows_duplicate}], rows_read, rows_kept, rows_rejected, rows_duplicate,
-read_path ("fast"|"robust"), n_users, n_items, rating_min, rating_max, rating_values (sorted
-distinct values when ≤ 100, else null), rating_range (declared or inferred [min, max]),
-rating_range_declared, timestamp_min, timestamp_max, has_timestamp, [n_test]``.
+rejects_by_reason {reason: count} (both files), read_path ("fast"|"robust"), n_users, n_items,
+rating_min, rating_max, rating_values (sorted distinct values when ≤ 100, else null),
+rating_range ([low, high]: the scale, declared with --rating-range or inferred), rating_range_declared,
+rating_range_inferred_from ({rule, bulk, set_aside_each_side, n_ratings}, null when declared),
+timestamp_min, timestamp_max, has_timestamp, [n_test]``.
+
+Without ``--rating-range`` the scale is inferred from the train file's valid ratings, robust to
+outliers (``factorflow.ingest.scale``: the bulk after setting aside the 0.1% most extreme values
+on each side, snapped to a common scale such as 1..5 or 0.5..5); rows outside it are rejected.
+A given test file is held to the same scale.
 
 Counts refer to the main source; ``n_users``/``n_items`` and the rating/timestamp statistics
 cover both files of a two-file ingest. SNAPSHOT is the first 16 hex digits of the source's
 SHA-256 (with ``--test-source`` or explicit format/columns/delimiter/range options: of those
 combined), so the same bytes ingested again return the existing snapshot, unparsed.
 
-Reject reasons: ``wrong column count``, ``missing field``, ``non-numeric rating``,
-``non-finite rating``, ``unparsable timestamp`` (timestamps are integers, e.g. Unix
-seconds), ``rating out of range``. Line numbers are 1-based physical lines of the file
-(after decompression); ``raw`` is the line's fields re-joined with the delimiter (the exact
-text for wrong-column-count rows). Blank lines are skipped and not counted.
+Reject reasons: ``wrong column count``, ``missing field``, ``NUL byte in an id``,
+``non-numeric rating``, ``non-finite rating`` (NaN, ±inf, or beyond float32), ``unparsable
+timestamp`` (timestamps are integers up to 18 digits, e.g. Unix seconds; negative and far-future
+ones are kept as ordering keys), ``rating out of range`` (outside --rating-range), ``rating outside
+the inferred scale LO..HI``. Line numbers are 1-based physical lines of the file (after
+decompression); ``raw`` is the line's fields re-joined with the delimiter (the exact text for
+wrong-column-count and outside-scale rows). Blank lines are skipped and not counted.
+
+File-level errors (``InputError``, one line, nothing written): empty or binary file, UTF-16 or
+other non-UTF-8 text (names the line), missing header column, undetectable format or wrong
+delimiter, a quoted field running over a line break (names the line), unreadable gzip/zip or a
+zip with several files, no data rows, no valid rows, more rejects than --max-reject-fraction.
+Ids are int64 when every id of a side is a canonical integer within int64, else strings exactly
+as written (so ``1.0`` and ``1`` are different ids).
+
+``describe_rejects(ref)`` gives the one-line note on a snapshot's rejects that the CLI prints.
 """
 
 from __future__ import annotations
@@ -31,18 +49,31 @@ from __future__ import annotations
 from ..storage.datasets import SnapshotRef
 from .formats import FORMATS, FormatSpec, detect_format
 from .reader import REASONS
-from .snapshot import SnapshotPlan, default_name, ingest_source, planned_snapshot, resolve_duplicates, snapshot_id
+from .scale import COMMON_SCALES, RatingScale, infer_scale
+from .snapshot import (
+    SnapshotPlan,
+    default_name,
+    describe_rejects,
+    ingest_source,
+    planned_snapshot,
+    resolve_duplicates,
+    snapshot_id,
+)
 
 __all__ = [
+    "COMMON_SCALES",
     "FORMATS",
     "REASONS",
     "FormatSpec",
+    "RatingScale",
+    "SnapshotPlan",
     "SnapshotRef",
     "default_name",
+    "describe_rejects",
     "detect_format",
+    "infer_scale",
     "ingest_source",
+    "planned_snapshot",
     "resolve_duplicates",
     "snapshot_id",
-    "planned_snapshot",
-    "SnapshotPlan",
 ]

@@ -11,7 +11,6 @@ import csv
 import gzip
 import hashlib
 import io
-import re
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -2,7 +2,9 @@
 
 While reading, each new raw id gets the next index in first-seen order; at the end
 :meth:`IdMap.finalize` re-numbers them in sorted raw-id order (numeric order when every id
-is a canonical integer, ``str(int(s)) == s``, else byte order of the strings as given).
+is a canonical integer within int64, ``str(int(s)) == s``, else byte order of the strings as
+given: one id like ``1.0``, ``007`` or ``99999999999999999999`` makes every id of that side a
+string, kept exactly as written).
 """
 
 from __future__ import annotations
@@ -11,7 +13,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,17})$"
+CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,18})$"
+_INT64_LIMITS = {19: str(2**63 - 1), 20: "-" + str(2**63)}  # text length → extreme value of that length
+
+
+def _all_int64(vals: pa.Array) -> bool:
+    """Whether every string in ``vals`` is a canonical integer that fits int64."""
+    if not pc.all(pc.match_substring_regex(vals, CANONICAL_INT)).as_py():
+        return False
+    lengths = pc.utf8_length(vals)
+    for n, limit in _INT64_LIMITS.items():  # texts of one length and sign compare like their numbers
+        long = pc.filter(vals, pc.equal(lengths, n))
+        if n == 19:  # 19 digits, or '-' and 18 digits (always in range)
+            long = pc.filter(long, pc.invert(pc.starts_with(long, "-")))
+        if len(long) and pc.max(long).as_py() > limit:
+            return False
+    return True
 
 
 class IdMap:
@@ -36,18 +53,28 @@ class IdMap:
             idx = pc.replace_with_mask(idx, miss, sub)
         return idx.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
 
+    def added_since(self, n: int) -> pa.Array:
+        """The raw ids added after the first ``n``."""
+        return self._values.slice(n)
+
     def truncate(self, n: int) -> None:
         """Forget ids added after the first ``n`` (used when a file is re-read)."""
         self._values = self._values.slice(0, n)
 
-    def finalize(self) -> tuple[np.ndarray, pa.Array]:
+    def finalize(self, used: np.ndarray | None = None) -> tuple[np.ndarray, pa.Array]:
         """``(remap, ids)``: ``remap[provisional] = final`` index; ``ids[final]`` = raw id.
 
-        ``ids`` is int64 when every raw id is a canonical integer, else the strings as given.
+        ``ids`` is int64 when every raw id is a canonical integer within int64, else the strings
+        as given. With ``used`` (a mask over provisional indices) the other ids are dropped
+        (their ``remap`` is -1): ids seen only in rows rejected after reading.
         """
         vals = self._values
+        keep = None
+        if used is not None and not used.all():
+            keep = np.flatnonzero(used)
+            vals = vals.take(pa.array(keep))
         n = len(vals)
-        if n == 0 or pc.all(pc.match_substring_regex(vals, CANONICAL_INT)).as_py():
+        if n == 0 or _all_int64(vals):
             ints = pc.cast(vals, pa.int64()).to_numpy()
             order = np.argsort(ints, kind="stable")
             ids: pa.Array = pa.array(ints[order], pa.int64())
@@ -56,4 +83,8 @@ class IdMap:
             ids = vals.take(pa.array(order))
         remap = np.empty(n, np.int32)
         remap[order] = np.arange(n, dtype=np.int32)
+        if keep is not None:
+            full = np.full(self.n, -1, np.int32)
+            full[keep] = remap
+            remap = full
         return remap, ids

@@ -1,13 +1,15 @@
 """Stream one ratings file into compact arrays, validating every row.
 
 Two passes at most. The *fast path* lets pyarrow convert rating (float64) and timestamp
-(int64) itself, with parallel read-ahead, and accepts a batch only if every row is valid.
-At the first problem (a conversion error, a wrong column count, an empty field, a
-non-finite or out-of-range rating) it gives up and the file is re-read on the *robust path*:
-every column as a string, serial parsing (so pyarrow reports physical line numbers of
-malformed rows), vectorized checks per batch, and each bad row recorded with its 1-based
-line number, its text and a reason. Per kept row only int32 user/item index, float32 rating
-and int64 timestamp stay in memory.
+(int64) itself, with parallel read-ahead and no quote handling (so every row is one line),
+and accepts a batch only if every row is valid. At the first problem (a conversion error, a
+wrong column count, an empty field, a non-finite or out-of-range rating, a quote or NUL
+byte in a new id) it gives up and the file is re-read on the *robust path*: every column as
+a string, quotes honoured, serial parsing (so pyarrow reports the row numbers of malformed
+rows), vectorized checks per batch, and each bad row recorded with its 1-based line number,
+its text and a reason. A quoted field that spans lines is an ``InputError`` naming the line.
+Per kept row only int32 user/item index, float32 rating and int64 timestamp stay in memory;
+:meth:`FileRows.kept_line_keys` can still tell the line of any kept row afterwards.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..errors import InputError
 from ..progress import Progress, report
 from .formats import FormatSpec, open_text
 from .ids import IdMap
+from .lines import first_non_utf8
 
 BLOCK_SIZE = 16 << 20
 REASONS = (
@@ -33,8 +36,11 @@ REASONS = (
     "non-finite rating",
     "unparsable timestamp",
     "rating out of range",
+    "NUL byte in an id",
+    "rating outside the inferred scale",
 )
-_WRONG_COUNT, _MISSING, _NON_NUMERIC, _NON_FINITE, _BAD_TS, _OUT_OF_RANGE = range(1, 7)
+_WRONG_COUNT, _MISSING, _NON_NUMERIC, _NON_FINITE, _BAD_TS, _OUT_OF_RANGE, _NUL, OUTSIDE_SCALE = range(1, 9)
+_F32_MAX = float(np.finfo(np.float32).max)
 _FLOAT_RE = r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _NONFINITE_RE = r"^[+-]?(nan|inf|infinity)$"
 _INT_RE = r"^-?[0-9]{1,18}$"
@@ -52,6 +58,13 @@ class Rejects:
     raws: list[pa.Array] = field(default_factory=list)
     codes: list[np.ndarray] = field(default_factory=list)
     count: int = 0
+    scale_label: str = ""  # "1..5": completes the reason "rating outside the inferred scale"
+
+    def reason(self, code: int) -> str:
+        """The reason text of ``code``."""
+        if code == OUTSIDE_SCALE and self.scale_label:
+            return f"{REASONS[code]} {self.scale_label}"
+        return REASONS[code]
 
     def add(self, lines: np.ndarray, raws: pa.Array, codes: np.ndarray) -> None:
         if len(lines):
@@ -69,7 +82,7 @@ class Rejects:
             raws = pa.concat_arrays(self.raws)
             codes = np.concatenate(self.codes)
         order = np.argsort(lines, kind="stable")
-        reasons = np.array(REASONS, dtype=object)[codes[order]]
+        reasons = np.array([self.reason(c) for c in range(len(REASONS))], dtype=object)[codes[order]]
         return pa.table(
             {
                 "source": pa.array([source] * len(order), pa.string()),
@@ -86,7 +99,14 @@ class Rejects:
         lines = np.concatenate(self.lines)
         codes = np.concatenate(self.codes)
         order = np.argsort(lines, kind="stable")[:k]
-        return [(int(lines[j]), REASONS[codes[j]]) for j in order]
+        return [(int(lines[j]), self.reason(int(codes[j]))) for j in order]
+
+    def by_reason(self) -> dict[str, int]:
+        """Number of rejected rows per reason."""
+        if not self.count:
+            return {}
+        codes = np.bincount(np.concatenate(self.codes), minlength=len(REASONS))
+        return {self.reason(c): int(n) for c, n in enumerate(codes) if n}
 
 
 @dataclass
@@ -103,6 +123,37 @@ class FileRows:
     rows_read: int
     rejects: Rejects
     path: str  # "fast" or "robust"
+    first_line: int = 1  # physical line of the first data row (2 below a header)
+    skipped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # robust: delivered rows not kept
+    invalid: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # robust: malformed rows' lines
+
+    def kept_line_keys(self, k: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``(keys, nonblank)`` locating kept rows ``k`` (sorted ordinals) for ``lines.find_lines``.
+
+        Fast path: every non-empty data line was delivered and kept, so the key is the ordinal
+        among non-empty data lines. Robust path: the physical line, from the delivered rows that
+        were not kept (rejects, blank lines) and the malformed lines pyarrow skipped.
+        """
+        k = np.asarray(k, np.int64)
+        if self.path == "fast":
+            return k, True
+        g = self.skipped - np.arange(len(self.skipped))
+        delivered = k + np.searchsorted(g, k, side="right")
+        return _lines_of(delivered, self.first_line, self.invalid), False
+
+    def drop_kept(self, k: np.ndarray) -> None:
+        """Remove kept rows ``k`` (sorted ordinals over all chunks) from every column."""
+        k = np.asarray(k, np.int64)
+        if not len(k):
+            return
+        sizes = np.array([len(c) for c in self.chunks["rating"]], np.int64)
+        ends = np.cumsum(sizes)
+        owner = np.searchsorted(ends, k, side="right")
+        for c in np.unique(owner):
+            local = k[owner == c] - (ends[c] - sizes[c])
+            for name in self.chunks:
+                self.chunks[name][c] = np.delete(self.chunks[name][c], local)
+        self.n_valid -= len(k)
 
     def column(self, name: str, mapping: np.ndarray | None = None) -> np.ndarray:
         """Concatenate (and consume) column ``name``: "user", "item", "rating" or "timestamp".
@@ -134,6 +185,7 @@ class _Acc:
         self.chunks: dict[str, list[np.ndarray]] = {k: [] for k in _DTYPES}
         self.n_valid = 0
         self.rows_read = 0
+        self.skipped: list[np.ndarray] = []
 
     def add(self, u: np.ndarray, i: np.ndarray, r: np.ndarray, t: np.ndarray | None) -> None:
         n = len(u)
@@ -144,8 +196,10 @@ class _Acc:
             self.chunks[name].append(np.array(values, _DTYPES[name]))
         self.n_valid += n
 
-    def rows(self, source: str, rejects: Rejects, path: str) -> FileRows:
-        return FileRows(source, self.chunks, self.n_valid, self.rows_read, rejects, path)
+    def rows(self, source: str, rejects: Rejects, path: str, first_line: int, invalid: list[int]) -> FileRows:
+        skipped = np.concatenate(self.skipped) if self.skipped else np.zeros(0, np.int64)
+        return FileRows(source, self.chunks, self.n_valid, self.rows_read, rejects, path, first_line, skipped,
+                        np.sort(np.asarray(invalid, np.int64)))
 
 
 def read_rows(
@@ -181,6 +235,7 @@ def _read(
 ) -> FileRows:
     invalid_lines: list[int] = []
     invalid_texts: list[str] = []
+    multiline: list[int] = []  # robust: malformed rows spanning lines (their first line)
     bad_seen = [False]
 
     def on_invalid(row: pv.InvalidRow) -> str:
@@ -189,6 +244,8 @@ def _read(
         else:
             invalid_lines.append(row.number if row.number is not None else -1)
             invalid_texts.append(row.text)
+            if "\n" in row.text or "\r" in row.text:
+                multiline.append(invalid_lines[-1])
         return "skip"
 
     all_cols = spec.column_names or spec.header or []
@@ -202,7 +259,13 @@ def _read(
         types.update({c: pa.null() for c in spec.separators})
         include = list(types)
     read_opts = pv.ReadOptions(block_size=block_size, use_threads=not robust, column_names=spec.column_names)
-    parse_opts = pv.ParseOptions(delimiter=spec.delimiter, invalid_row_handler=on_invalid, ignore_empty_lines=not robust)
+    parse_opts = pv.ParseOptions(
+        delimiter=spec.delimiter,
+        invalid_row_handler=on_invalid,
+        ignore_empty_lines=not robust,
+        quote_char='"' if robust else False,  # fast path: one row per line, a quote sends it robust
+        newlines_in_values=robust,  # robust: a quoted line break parses the same at any block boundary
+    )
     conv_opts = pv.ConvertOptions(
         column_types=types,
         include_columns=include,
@@ -228,16 +291,19 @@ def _read(
                     _fast_batch(batch, spec, users, items, rating_range, acc)
                 else:
                     _robust_batch(batch, spec, users, items, rating_range, acc, rejects, n_delivered, invalid_lines)
+                    last = int(_lines_of(np.array([n_delivered + batch.num_rows - 1]), spec.first_data_line, invalid_lines)[0])
+                    _check_multiline(source, batch, n_delivered, spec.first_data_line, invalid_lines, multiline, last)
                 n_delivered += batch.num_rows
                 report(progress, stream.raw_count, total_bytes, source)
             if bad_seen[0]:
                 raise _NeedRobust
-        except pa.ArrowInvalid as exc:
+            _check_multiline(source, None, n_delivered, spec.first_data_line, invalid_lines, multiline, None)
+        except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
             if not robust:
                 raise _NeedRobust from exc
             msg = str(exc).splitlines()[0]
             if "UTF8" in msg or "utf8" in msg.lower():
-                raise InputError(f"{source}: not valid UTF-8 text ({msg})") from None
+                raise _not_utf8(source, msg) from None
             raise InputError(f"{source}: cannot parse as {spec.name} ({msg})") from None
         except (OSError, EOFError) as exc:
             raise InputError(f"{source}: cannot read or decompress ({exc})") from None
@@ -246,7 +312,69 @@ def _read(
         rejects.add(lines, pa.array(invalid_texts, pa.string()), np.full(len(lines), _WRONG_COUNT, np.int8))
         acc.rows_read += len(lines)
     pa.default_memory_pool().release_unused()
-    return acc.rows(source, rejects, "robust" if robust else "fast")
+    return acc.rows(source, rejects, "robust" if robust else "fast", spec.first_data_line, invalid_lines)
+
+
+def _not_utf8(source: str, msg: str) -> InputError:
+    """The one-line error for a file that is not UTF-8, naming the first bad line when it can."""
+    where = first_non_utf8(source)
+    if where is None:
+        return InputError(f"{source}: not valid UTF-8 text ({msg})")
+    line, byte = where
+    return InputError(
+        f"{source}: line {line}: not UTF-8 text (byte 0x{byte:02x}); re-encode the file as UTF-8, "
+        "e.g. iconv -f latin1 -t utf-8 (or the encoding it is in)"
+    )
+
+
+def _rows_containing(cols: list[pa.Array], chars: str) -> np.ndarray | None:
+    """Mask of rows where any of ``cols`` contains one of ``chars`` (None when no row does).
+
+    A scan of each column's whole data buffer decides first; only when a character occurs
+    there are the rows matched one by one.
+    """
+    needles = [c.encode() for c in chars]
+    hit = False
+    for col in cols:
+        data = col.buffers()[2]
+        if data is not None and data.size:
+            raw = data.to_pybytes()  # a copy, but bytes' memchr search is ~10x faster than numpy here
+            if any(n in raw for n in needles):
+                hit = True
+                break
+    if not hit:
+        return None
+    pattern = "[" + "".join(f"\\x{ord(c):02x}" for c in chars) + "]"
+    mask = np.zeros(len(cols[0]), bool)
+    for col in cols:
+        mask |= pc.match_substring_regex(col, pattern).to_numpy(zero_copy_only=False)
+    return mask if mask.any() else None
+
+
+def _check_multiline(
+    source: str,
+    batch: pa.RecordBatch | None,
+    row0: int,
+    first_line: int,
+    invalid_lines: list[int],
+    multiline: list[int],
+    last_line: int | None,
+) -> None:
+    """``InputError`` at the first row whose quoted field spans lines (rows before it are one line each).
+
+    ``batch`` (delivered rows ``row0...``) ends at line ``last_line``; malformed rows that span
+    lines (``multiline``) count once the file has been parsed past them (None: at the end).
+    """
+    lines = [n for n in multiline if last_line is None or n <= last_line]
+    if batch is not None:
+        mask = _rows_containing(batch.columns, "\n\r")
+        if mask is not None:
+            lines.append(int(_lines_of(row0 + np.flatnonzero(mask)[:1], first_line, invalid_lines)[0]))
+    if lines:
+        raise InputError(
+            f"{source}: line {min(lines)}: a quoted field runs over a line break (an unmatched '\"'?); "
+            "every rating must be on one line: fix or remove the quote"
+        )
 
 
 def _has_empty(col: pa.Array) -> bool:
@@ -266,7 +394,7 @@ def _fast_batch(
     if _has_empty(u) or _has_empty(i) or r.null_count:
         raise _NeedRobust
     rv = r.to_numpy()
-    if not np.isfinite(rv).all():
+    if not (np.abs(rv) <= _F32_MAX).all():  # NaN, ±inf, or beyond float32 (stored as inf)
         raise _NeedRobust
     if rating_range is not None and ((rv < rating_range[0]) | (rv > rating_range[1])).any():
         raise _NeedRobust
@@ -276,8 +404,18 @@ def _fast_batch(
         if t.null_count:
             raise _NeedRobust
         tv = t.to_numpy()
-    acc.add(users.encode(u), items.encode(i), rv, tv)
+    acc.add(_encode_checked(users, u), _encode_checked(items, i), rv, tv)
     acc.rows_read += batch.num_rows
+
+
+def _encode_checked(ids: IdMap, col: pa.Array) -> np.ndarray:
+    """``ids.encode(col)``, but a new id holding a quote (fast path: quotes not parsed) or a NUL
+    byte sends the file to the robust path. Only the few new ids are looked at."""
+    n = ids.n
+    out = ids.encode(col)
+    if ids.n > n and pc.any(pc.match_substring_regex(ids.added_since(n), r'["\x00]')).as_py():
+        raise _NeedRobust
+    return out
 
 
 def _number_text(col: pa.Array) -> pa.Array:
@@ -329,9 +467,11 @@ def _robust_batch(
     is_num = pc.match_substring_regex(r, _FLOAT_RE).to_numpy(zero_copy_only=False)
     is_nonfinite = pc.match_substring_regex(r, _NONFINITE_RE, ignore_case=True).to_numpy(zero_copy_only=False)
     rv = pc.cast(pc.if_else(pa.array(is_num), r, "0"), pa.float64()).to_numpy()
+    nul = _rows_containing([u, i], "\x00")
     # first matching reason wins, in this order
-    conds = [wrong_count, missing, ~is_num & ~is_nonfinite, is_nonfinite | ~np.isfinite(rv)]
-    codes = [_WRONG_COUNT, _MISSING, _NON_NUMERIC, _NON_FINITE]
+    conds = [wrong_count, missing, nul if nul is not None else np.zeros(len(rv), bool),
+             ~is_num & ~is_nonfinite, is_nonfinite | ~(np.abs(rv) <= _F32_MAX)]
+    codes = [_WRONG_COUNT, _MISSING, _NUL, _NON_NUMERIC, _NON_FINITE]
     if t_ok is not None:
         conds.append(~t_ok)
         codes.append(_BAD_TS)
@@ -342,6 +482,8 @@ def _robust_batch(
     code[blank] = 0
     good = (code == 0) & ~blank
     bad = np.flatnonzero(code != 0)
+    if not good.all():
+        acc.skipped.append(row0 + np.flatnonzero(~good))
     if len(bad):
         lines = _lines_of(row0 + bad, spec.first_data_line, invalid_lines)
         idx = pa.array(bad, pa.int64())

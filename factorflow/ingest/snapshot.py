@@ -16,7 +16,7 @@ import posixpath
 import re
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from ..storage.layout import snapshot_dir
 from .formats import FORMATS, detect_format, parse_columns, read_sample, source_size_and_hash
 from .ids import IdMap
 from .reader import FileRows, read_rows
+from .scale import COMMON_SCALES, RatingScale, apply_scale, declared_scale, infer_scale, kept_ratings
 
 SCHEMA_VERSION = 1
 ROW_GROUP = 1 << 20
@@ -146,19 +147,23 @@ def ingest_source(
     users, items = IdMap(), IdMap()
     total = nbytes + (test_info[0] if test_info else 0)
     train = read_rows(source, spec, users, items, rating_range, progress, total)
+    scale = declared_scale(*rating_range) if rating_range else _inferred_scale(train)
+    n_outside = _apply_scale(train, spec, scale)
     _check_rejects(train, max_reject_fraction)
     test = None
     if test_source:
         test_spec = detect_format(test_source, read_sample(test_source), fmt or spec.name, cols, delimiter)
         test = read_rows(test_source, test_spec, users, items, rating_range, progress, total)
+        n_outside += _apply_scale(test, test_spec, scale)  # the train file's scale
         _check_rejects(test, max_reject_fraction)
-
-    remap_u, user_ids = users.finalize()
-    remap_i, item_ids = items.finalize()
+    files = [train] + ([test] if test else [])
+    remap_u, user_ids = users.finalize(_used(files, "user", users.n) if n_outside else None)
+    remap_i, item_ids = items.finalize(_used(files, "item", items.n) if n_outside else None)
     train_tab, train_dup = _finalize(train, remap_u, remap_i, len(item_ids))
     test_tab, test_dup = _finalize(test, remap_u, remap_i, len(item_ids)) if test else (None, 0)
     kept = [train_tab] + ([test_tab] if test_tab is not None else [])
-    ratings = _rating_stats(source, [t.column("rating").to_numpy() for t in kept], rating_range)
+    ratings = _rating_stats(source, [t.column("rating").to_numpy() for t in kept], scale)
+    _warn_shape(source, len(user_ids), len(item_ids))
 
     manifest: dict[str, Any] = {
         "snapshot": snap,
@@ -191,6 +196,7 @@ def ingest_source(
         }
         manifest["n_test"] = test_tab.num_rows
     rejects = pa.concat_tables([train.rejects.table(source)] + ([test.rejects.table(test_source)] if test else []))
+    manifest["rejects_by_reason"] = _count_reasons(f.rejects.by_reason() for f in files)
     tables = {
         ds.RATINGS_FILE: train_tab,
         ds.USERS_FILE: pa.table({"user_idx": pa.array(np.arange(len(user_ids), dtype=np.int32)), "user_id": user_ids}),
@@ -203,11 +209,26 @@ def ingest_source(
         with atomic_dir(fs, path) as tmp:
             for filename, table in tables.items():
                 _write_parquet(fs, join(tmp, filename), table)
-            manifest["created_at"] = datetime.now(timezone.utc).isoformat()
+            manifest["created_at"] = datetime.now(UTC).isoformat()
             write_json(fs, join(tmp, ds.MANIFEST_FILE), manifest)
     except FileExistsError:  # a concurrent ingest of the same bytes won: same content
         return SnapshotRef(store, name, snap, path, read_json(fs, join(path, ds.MANIFEST_FILE)), reused=True)
     return SnapshotRef(store, name, snap, path, manifest, reused=False)
+
+
+def describe_rejects(ref: SnapshotRef) -> str | None:
+    """One line saying how many rows were rejected, why, and where the rejects file is; None if none.
+
+    E.g. ``3 rows rejected (2 non-numeric rating, 1 rating outside the inferred scale 1..5); see
+    STORE/datasets/NAME/SNAPSHOT/rejects.parquet``. Counts both files of a two-file ingest.
+    """
+    m = ref.manifest
+    n = int(m.get("rows_rejected", 0)) + int((m.get("test_source") or {}).get("rows_rejected", 0))
+    if not n:
+        return None
+    reasons = m.get("rejects_by_reason") or {}
+    detail = f" ({', '.join(f'{c:,} {r}' for r, c in reasons.items())})" if reasons else ""
+    return f"{n:,} row{'s' if n != 1 else ''} rejected{detail}; see {ref.file(ds.REJECTS_FILE)}"
 
 
 def _write_parquet(fs: Any, path: str, table: pa.Table) -> None:
@@ -235,35 +256,87 @@ def _pct(x: float) -> str:
     return f"{100 * x:.3g}%"
 
 
-def _rating_stats(source: str, parts: list[np.ndarray], declared: tuple[float, float] | None) -> dict[str, Any]:
-    """rating_min/max/values over the kept rows, and the range used (declared or inferred)."""
+def _inferred_scale(rows: FileRows) -> RatingScale:
+    """The scale the kept ratings of the train file show (no kept rows: the reject check reports it)."""
+    r = kept_ratings(rows)
+    return infer_scale(r) if len(r) else RatingScale(-np.inf, np.inf, "none")
+
+
+def _apply_scale(rows: FileRows, spec: Any, scale: RatingScale) -> int:
+    """Reject the rows outside an inferred ``scale`` (a declared one was applied while reading)."""
+    if scale.declared or not rows.n_valid:
+        return 0
+    lines = apply_scale(rows, spec, scale)
+    n = len(lines)
+    if n:
+        first = ", ".join(str(line) for line in np.sort(lines)[:5])
+        warnings.warn(
+            f"{rows.source}: {n:,} rating(s) outside the inferred scale {scale.label} rejected (lines {first}"
+            f"{', ...' if n > 5 else ''}); pass --rating-range LOW,HIGH to set the scale yourself",
+            DataWarning,
+            stacklevel=3,
+        )
+    return n
+
+
+def _used(files: list[FileRows], side: str, n: int) -> np.ndarray:
+    """Mask of the provisional ``side`` ids that some kept row still refers to."""
+    used = np.zeros(n, bool)
+    for f in files:
+        for part in f.chunks[side]:
+            used[part] = True
+    return used
+
+
+def _count_reasons(parts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for reason, n in part.items():
+            total[reason] = total.get(reason, 0) + n
+    return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _rating_stats(source: str, parts: list[np.ndarray], scale: RatingScale) -> dict[str, Any]:
+    """rating_min/max/values over the kept rows, and the scale used (declared or inferred, and how)."""
     r = np.concatenate(parts) if len(parts) > 1 else parts[0]
     lo, hi = float(r.min()), float(r.max())
     values = np.unique(r)
     listed = [float(str(v)) for v in values] if len(values) <= MAX_RATING_VALUES else None
-    if declared is None:
-        odd = []
-        if hi > 10:
-            odd.append(f"max {hi:g} > 10")
-        if lo < 0:
-            odd.append(f"min {lo:g} < 0")
-        if hi <= 5 and not np.all(values * 2 == np.round(values * 2)):
-            odd.append("values that are not half stars on a 5-star scale")
-        if odd:
-            warnings.warn(
-                f"{source}: ratings look unusual ({'; '.join(odd)}); pass --rating-range LOW,HIGH "
-                "to reject values outside it",
-                DataWarning,
-                stacklevel=3,
-            )
-    rng = list(declared) if declared else [float(str(np.float32(lo))), float(str(np.float32(hi)))]
+    if not scale.declared:
+        _warn_odd_ratings(source, scale, values)
     return {
         "rating_min": float(str(np.float32(lo))),
         "rating_max": float(str(np.float32(hi))),
         "rating_values": listed,
-        "rating_range": rng,
-        "rating_range_declared": declared is not None,
+        "rating_range": [scale.low, scale.high],
+        "rating_range_declared": scale.declared,
+        "rating_range_inferred_from": scale.inferred_from(),
     }
+
+
+def _warn_odd_ratings(source: str, scale: RatingScale, values: np.ndarray) -> None:
+    odd = []
+    if scale.rule != "common scale":
+        odd.append(f"they fit no common rating scale, so the scale is the bulk ± its width: {scale.label}")
+    elif (scale.low, scale.high) in COMMON_SCALES[2:5] and not np.all(values * 2 == np.round(values * 2)):
+        odd.append(f"values that are not half stars on the {scale.label} scale")
+    if len(values) == 1:
+        odd.append(f"all are {values[0]:g}, so there is no preference to learn")
+    if odd:
+        warnings.warn(
+            f"{source}: ratings look unusual ({'; '.join(odd)}); pass --rating-range LOW,HIGH to set the scale",
+            DataWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_shape(source: str, n_users: int, n_items: int) -> None:
+    if min(n_users, n_items) < 2:
+        warnings.warn(
+            f"{source}: only {n_users:,} user(s) and {n_items:,} item(s); matrix factorization needs several of each",
+            DataWarning,
+            stacklevel=3,
+        )
 
 
 def _ts_stats(tables: list[pa.Table]) -> dict[str, Any]:

@@ -1,0 +1,175 @@
+"""The rating scale of a file: declared (``--rating-range``) or inferred, robust to outliers.
+
+Inference rule (:func:`infer_scale`), on the n kept ratings of the (train) file:
+
+1. **Bulk.** Set aside the k = max(1, ceil(0.001·n)) smallest and k largest values; the rest span
+   the bulk [lo_b, hi_b]. When n ≤ 2k + 2 the bulk is the whole range (too few values to tell).
+2. **Snap.** Take the narrowest common rating scale in :data:`COMMON_SCALES` that contains the
+   bulk (e.g. 1..5, 0.5..5, 1..10, -10..10 for Jester, 0..100).
+3. **Widen to a neighbour.** Among the common scales that contain that one and are at most 25%
+   wider, take the one that leaves the fewest ratings outside (ties: the narrower). So a rare
+   0.5 in half-star data or a rare 0 on a 0..10 scale is kept, not rejected; a 7 or a 1e6
+   among 1..5 ratings is still outside every neighbour.
+4. **No common scale fits** the bulk: use [lo_b − w, hi_b + w] with w = hi_b − lo_b (w = the
+   bulk's magnitude, at least 1, when all bulk values are equal), so only gross outliers go.
+
+Ratings outside the scale are rejected (reason ``rating outside the inferred scale LO..HI``).
+A given test file uses the train file's scale. The rule is deterministic (a partial sort).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from .lines import find_lines
+from .reader import OUTSIDE_SCALE, FileRows
+
+if TYPE_CHECKING:
+    from .formats import FormatSpec
+
+# (low, high), any order: the narrowest that fits wins
+COMMON_SCALES: tuple[tuple[float, float], ...] = (
+    (0.0, 1.0),
+    (-1.0, 1.0),
+    (1.0, 5.0),
+    (0.5, 5.0),
+    (0.0, 5.0),
+    (1.0, 7.0),
+    (1.0, 10.0),
+    (0.5, 10.0),
+    (0.0, 10.0),
+    (-10.0, 10.0),
+    (1.0, 100.0),
+    (0.0, 100.0),
+)
+TRIM_FRACTION = 0.001
+NEIGHBOUR_WIDTH = 1.25
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """A closed rating interval ``[low, high]`` and how it was obtained.
+
+    ``rule`` is ``"declared"``, ``"common scale"`` or ``"bulk ± width"``; ``bulk`` and
+    ``trimmed`` (values set aside on each side) describe the inference, ``n`` the ratings seen.
+    """
+
+    low: float
+    high: float
+    rule: str
+    bulk: tuple[float, float] | None = None
+    trimmed: int = 0
+    n: int = 0
+
+    @property
+    def declared(self) -> bool:
+        return self.rule == "declared"
+
+    @property
+    def label(self) -> str:
+        """``"1..5"``, ``"0.5..5"``."""
+        return f"{self.low:g}..{self.high:g}"
+
+    def outside(self, r: np.ndarray) -> np.ndarray:
+        """Boolean mask of the values of ``r`` outside ``[low, high]``."""
+        return (r < self.low) | (r > self.high)
+
+    def inferred_from(self) -> dict[str, Any] | None:
+        """What the manifest records as ``rating_range_inferred_from`` (None when declared)."""
+        if self.declared:
+            return None
+        assert self.bulk is not None
+        return {"rule": self.rule, "bulk": [_f32(self.bulk[0]), _f32(self.bulk[1])],
+                "set_aside_each_side": self.trimmed, "n_ratings": self.n}
+
+
+def declared_scale(low: float, high: float) -> RatingScale:
+    """The scale given with ``--rating-range``."""
+    return RatingScale(float(low), float(high), "declared")
+
+
+def _f32(x: float) -> float:
+    """A float32 value as the short decimal it was written as (0.1 → 0.1, not 0.100000001)."""
+    return float(str(np.float32(x)))
+
+
+def bulk_of(r: np.ndarray) -> tuple[float, float, int]:
+    """``(lo_b, hi_b, k)``: the range left after setting aside the k smallest and k largest values."""
+    n = len(r)
+    k = max(1, math.ceil(TRIM_FRACTION * n))
+    if n <= 2 * k + 2:
+        return float(r.min()), float(r.max()), 0
+    part = np.partition(r, (k, n - 1 - k))
+    return float(part[k]), float(part[n - 1 - k]), k
+
+
+def infer_scale(r: np.ndarray) -> RatingScale:
+    """The scale the bulk of the ratings ``r`` shows (see the module docstring for the rule)."""
+    if len(r) == 0:
+        raise ValueError("infer_scale needs at least one rating")
+    lo_b, hi_b, k = bulk_of(r)
+    fits = sorted((s for s in COMMON_SCALES if s[0] <= lo_b and hi_b <= s[1]), key=lambda s: s[1] - s[0])
+    if not fits:
+        w = hi_b - lo_b or max(1.0, abs(lo_b), abs(hi_b))
+        return RatingScale(lo_b - w, hi_b + w, "bulk ± width", (lo_b, hi_b), k, len(r))
+    best = fits[0]
+    lo, hi = float(r.min()), float(r.max())
+    if not (best[0] <= lo and hi <= best[1]):
+        width = best[1] - best[0]
+        neighbours = [s for s in fits if s[0] <= best[0] and best[1] <= s[1] and s[1] - s[0] <= NEIGHBOUR_WIDTH * width]
+        best = min(neighbours, key=lambda s: (int(np.count_nonzero((r < s[0]) | (r > s[1]))), s[1] - s[0]))
+    return RatingScale(best[0], best[1], "common scale", (lo_b, hi_b), k, len(r))
+
+
+def kept_ratings(rows: FileRows) -> np.ndarray:
+    """All kept ratings of ``rows`` in one float32 array (the chunks stay)."""
+    parts = rows.chunks["rating"]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def apply_scale(rows: FileRows, spec: FormatSpec, scale: RatingScale) -> np.ndarray:
+    """Move the kept rows of ``rows`` whose rating is outside ``scale`` to its rejects; return their lines.
+
+    Vectorized per chunk; only when some row is outside is the file scanned once more to find
+    those rows' line numbers and text (``raw`` is then the exact line).
+    """
+    positions, values, offset = [], [], 0
+    for part in rows.chunks["rating"]:
+        out = np.flatnonzero(scale.outside(part))
+        if len(out):
+            positions.append(offset + out)
+            values.append(part[out])
+        offset += len(part)
+    if not positions:
+        return np.zeros(0, np.int64)
+    k = np.concatenate(positions)
+    keys, nonblank = rows.kept_line_keys(k)
+    skip = (0 if spec.column_names else 1) if nonblank else rows.first_line - 1
+    lines, texts = find_lines(rows.source, keys, skip=skip, nonblank=nonblank)
+    _check_located(rows.source, spec, lines, texts, np.concatenate(values), quoted=not nonblank)
+    rows.drop_kept(k)
+    rows.rejects.scale_label = scale.label
+    rows.rejects.add(lines, pa.array(texts, pa.string()), np.full(len(k), OUTSIDE_SCALE, np.int8))
+    return lines
+
+
+def _check_located(source: str, spec: FormatSpec, lines: np.ndarray, texts: list[str], ratings: np.ndarray,
+                   quoted: bool) -> None:
+    """Guard against a mis-located line: each must hold the rating read from it (else a bug)."""
+    names = spec.column_names or spec.header or []
+    col = names.index(spec.roles["rating"])
+    fmt = {"delimiter": spec.delimiter} if quoted else {"delimiter": spec.delimiter, "quoting": csv.QUOTE_NONE}
+    for line, text, want in zip(lines.tolist(), texts, ratings.tolist()):
+        fields = next(csv.reader([text], **fmt), [])
+        try:
+            got = np.float32(float(fields[col].strip().removeprefix("+")))
+        except (IndexError, ValueError):
+            got = None
+        if got is None or not got == np.float32(want):
+            raise RuntimeError(f"internal error: {source} line {line} ({text[:80]!r}) does not hold rating {want:g}")
