@@ -44,7 +44,7 @@ def evaluate_on_split(
         return m
 
     out: dict[str, Any] = {
-        "split": {"id": split.split, "kind": split.manifest.get("kind"), "n_test": int(len(test))},
+        "split": {"id": split.split, "kind": split.manifest.get("kind"), "n_test": len(test)},
         "test": held_out(factors),
         "train": rating_metrics(factors, tu, ti, trat, rating_range=rating_range),
         "baselines": {kind: held_out(make_model(kind).fit(train).factors()) for kind in baselines},

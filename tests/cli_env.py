@@ -20,7 +20,7 @@ def cli_env(prefect_home: Path, **extra: str) -> dict[str, str]:
 
 def run_cli(args: list[str], prefect_home: Path, timeout: float = 900, **extra: str) -> subprocess.CompletedProcess:
     """``factorflow ARGS`` to completion; stdout and stderr captured as text."""
-    return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout,
+    return subprocess.run(CLI + list(args), check=False, capture_output=True, text=True, timeout=timeout,
                           env=cli_env(prefect_home, **extra), stdin=subprocess.DEVNULL)
 
 

@@ -74,7 +74,7 @@ def test_sigkilled_cli_leaves_no_process_behind(small_csv, tmp_path):
         assert _servers_of(home), "no private API server was started"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        gone, alive = psutil.wait_procs(family, timeout=60)
+        _, alive = psutil.wait_procs(family, timeout=60)
         assert alive == [], [" ".join(p.cmdline()) for p in alive]
     finally:
         if proc.poll() is None:

@@ -35,8 +35,8 @@ def test_a_sound_model_passes():
     (_metrics(warm=0), _factors(), "(10 of 10 are cold-start)"),
     (_metrics(rmse=None), _factors(), "test RMSE on split random-f0.2-s42 is None"),
     (_metrics(rmse=float("nan")), _factors(), "is nan"),
-    (_metrics(rmse=1.2, base=1.0), _factors(), "test RMSE 1.2000 on split random-f0.2-s42 is worse than the "
-                                                "global-mean baseline's 1.0000"),
+    (_metrics(rmse=1.2, base=1.0), _factors(), ("test RMSE 1.2000 on split random-f0.2-s42 is worse "
+                                                 "than the global-mean baseline's 1.0000")),
 ])
 def test_degenerate_models_are_blocked(metrics, factors, phrase):
     reasons = publish_blockers(metrics, factors, "als")

@@ -65,9 +65,10 @@ def add_ingest_args(parser: argparse.ArgumentParser) -> None:
 
 def ingest_options(args: argparse.Namespace, dataset: str | None = None):
     """The ``IngestOptions`` built from ``add_ingest_args`` options."""
+    from pydantic import ValidationError
+
     from ..config import IngestOptions
     from ..errors import ParameterError
-    from pydantic import ValidationError
 
     try:
         return IngestOptions(

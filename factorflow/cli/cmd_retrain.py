@@ -15,7 +15,6 @@ from ._common import (
     quiet_user_error_tracebacks,
 )
 
-
 MODEL_OPTIONS = {"rank": "--rank", "reg": "--reg", "sweeps": "--sweeps", "weighted": "--weighted",
                  "init_scale": "--init-scale", "seed": "--model-seed"}  # model config field → CLI option
 
@@ -123,8 +122,8 @@ def check_request(args: argparse.Namespace, params: Any) -> None:
     from ..errors import ParameterError
     from ..models.catalog import make_model
     from ..storage.registry import check_name
-    from ..training import check_fit_memory
     from ..titles import read_titles
+    from ..training import check_fit_memory
 
     check_sources_exist(args.source, args.test_source, args.titles)
     if args.titles:
@@ -147,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
     params = params_from_args(args, args.dataset)
     check_request(args, params)
     from ..flows.retrain import retrain_flow
-
     from ._prefect_api import prefect_api
 
     quiet_user_error_tracebacks()
