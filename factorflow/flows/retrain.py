@@ -8,7 +8,8 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from ..config import RetrainParams
-from ..storage.fs import join, open_store, url_of
+from ..storage.fs import open_store, url_of
+from ..storage.runs import keep_runs, prune_runs, start_run
 from ..tasks.data import ingest_task, partition_task, split_task
 from ..tasks.evaluate import evaluate_task
 from ..tasks.publish import batch_recommend_task, publish_task
@@ -41,10 +42,11 @@ def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name:
     split = split_task(snapshot, split_opts)
     partitions = partition_task(split, params.compute.n_blocks) if model in DISTRIBUTED else None
 
-    fs, root = open_store(store)
-    run_path = join(root, "runs", str(flow_run.get_id() or "local"))
-    fs.makedirs(run_path, exist_ok=True)
-    run_dir = url_of(fs, run_path)  # a URL again for a remote store, so every task reopens the same fs
+    run_dir = start_run(store, str(flow_run.get_id() or "local"))  # a URL every task reopens
+    pruned = prune_runs(store)
+    if pruned:
+        logger.info("removed %d old run folder(s) under %s/runs (keeping the newest %d and live ones)",
+                    len(pruned), store, keep_runs())
     run = train_task(model, params.model.overrides(), split, partitions, params.compute, run_dir, rating_range)
     metrics = evaluate_task(run, split, run_dir, rating_range, params.top_n)
     recs = batch_recommend_task(run, split, snapshot, run_dir, params.top_n)
@@ -53,6 +55,7 @@ def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name:
     test = metrics["test"]
     logger.info("model %s version %s: test RMSE %.4f (split %s); bias baseline %.4f",
                 name, version, test["rmse"], split["split"], metrics["baselines"]["bias"]["rmse"])
+    fs, root = open_store(store)
     return {"model": name, "version": version, "store": url_of(fs, root), "snapshot": snapshot["snapshot"],
             "dataset": snapshot["name"], "split": split["split"], "metrics": metrics, "kind": model,
             "params": run["params"]}

@@ -3,8 +3,12 @@
 A store is a root URL (a local path or any fsspec URL such as ``s3://bucket/ff``).
 Everything that is published (a dataset snapshot, a split, a partition set, a
 model version) is written into a temporary sibling folder and renamed into
-place last, so a reader never sees a half-written folder and a crash leaves
-only a ``.tmp-*`` folder that :func:`atomic_dir` cleans up.
+place last, so a reader never sees a half-written folder. A failure removes the
+temporary folder; a killed writer cannot, so every atomic write first sweeps its
+parent folder of *stale* temporaries (:func:`sweep_stale_temporaries`): those whose
+writer, named in the temporary's name as ``HOST-PID``, is a process of this host that
+no longer runs, and any older than :data:`STALE_TMP_S` (a writer on another host, or an
+old-style name). A live writer's temporary is never touched.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +90,59 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+STALE_TMP_S = 24 * 3600.0  # a temporary this old is stale whoever wrote it
+_TMP_RE = re.compile(r"^\.tmp-.*-(?P<host>[A-Za-z0-9.-]+)-p(?P<pid>\d+)-[0-9a-f]{12}$")
+
+
+def host_name() -> str:
+    """This host's name as it appears in temporary names and run owner files."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:64] or "host"
+
+
+def temporary_name(name: str) -> str:
+    """``.tmp-NAME-HOST-pPID-RANDOM``: unique, and names its writer for the stale sweep."""
+    return f".tmp-{name}-{host_name()}-p{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _is_stale(fs: AbstractFileSystem, path: str, now: float) -> bool:
+    m = _TMP_RE.match(posixpath.basename(path.rstrip("/")))
+    if m and m["host"] == host_name() and int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"])):
+        return True
+    try:
+        modified = fs.modified(path).timestamp()
+    except (OSError, NotImplementedError, ValueError):
+        return False  # unknown age: keep it
+    return now - modified > STALE_TMP_S  # also a reused pid's, or another host's
+
+
+def sweep_stale_temporaries(fs: AbstractFileSystem, parent: str) -> list[str]:
+    """Remove the stale ``.tmp-*`` entries of folder ``parent`` (see the module docstring); return them."""
+    try:
+        entries = fs.ls(parent, detail=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed, now = [], time.time()
+    for path in entries:
+        if posixpath.basename(path.rstrip("/")).startswith(".tmp-") and _is_stale(fs, path, now):
+            try:
+                fs.rm(path, recursive=True)
+            except FileNotFoundError:  # another sweeper was first
+                continue
+            removed.append(path)
+    return removed
+
+
 @contextmanager
 def atomic_dir(fs: AbstractFileSystem, final_path: str) -> Iterator[str]:
     """Yield a temporary folder beside ``final_path``; rename it into place on success.
@@ -93,7 +153,8 @@ def atomic_dir(fs: AbstractFileSystem, final_path: str) -> Iterator[str]:
     """
     parent, name = posixpath.split(final_path.rstrip("/"))
     fs.makedirs(parent, exist_ok=True)
-    tmp = join(parent, f".tmp-{name}-{uuid.uuid4().hex[:12]}")
+    sweep_stale_temporaries(fs, parent)
+    tmp = join(parent, temporary_name(name))
     fs.makedirs(tmp, exist_ok=True)
     try:
         yield tmp
@@ -123,7 +184,8 @@ def atomic_write_text(fs: AbstractFileSystem, path: str, text: str) -> None:
     """Replace the small file ``path`` atomically (write a temp sibling, then rename)."""
     parent = posixpath.dirname(path)
     fs.makedirs(parent, exist_ok=True)
-    tmp = join(parent, f".tmp-{posixpath.basename(path)}-{uuid.uuid4().hex[:12]}")
+    sweep_stale_temporaries(fs, parent)
+    tmp = join(parent, temporary_name(posixpath.basename(path)))
     with fs.open(tmp, "w") as f:
         f.write(text)
     if is_local(fs):

@@ -47,3 +47,11 @@ def version_dir(root: str, name: str, version: str) -> str:
 
 def current_file(root: str, name: str) -> str:
     return join(root, "models", name, "CURRENT")
+
+
+def runs_dir(root: str) -> str:
+    return join(root, "runs")
+
+
+def run_dir(root: str, run_id: str) -> str:
+    return join(root, "runs", run_id)

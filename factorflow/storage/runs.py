@@ -1,0 +1,91 @@
+"""A flow run's scratch folder ``STORE/runs/RUN/``, and the retention rule that bounds ``runs/``.
+
+The scratch (factors, history, metrics, learning curve, batch recommendations) is what the
+tasks of one run hand each other; once a run has published, its version holds everything
+a reader needs. Retention, applied when a run starts: the newest :data:`KEEP_RUNS` run
+folders (``$FACTORFLOW_KEEP_RUNS``, default 10) are kept; an older one is deleted unless its
+run may still be writing it — its ``owner.json`` names a process of this host that still
+runs (and touched the folder within a week: an older one is a reused pid), or (written on
+another host, or without an owner file) it changed in the last 24 h.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+from ..errors import ParameterError
+from . import fs as fsio
+from .layout import run_dir, runs_dir
+
+OWNER_FILE = "owner.json"
+KEEP_RUNS = 10
+RECENT_S = 24 * 3600.0
+
+
+def keep_runs() -> int:
+    text = os.environ.get("FACTORFLOW_KEEP_RUNS")
+    if not text:
+        return KEEP_RUNS
+    if not text.isdigit():
+        raise ParameterError(f"FACTORFLOW_KEEP_RUNS={text!r}: must be a whole number of runs (>= 0)")
+    return int(text)
+
+
+def start_run(store: str, run_id: str) -> str:
+    """Create ``STORE/runs/RUN_ID/`` with its owner file; return it as a URL the tasks reopen."""
+    fs, root = fsio.open_store(store)
+    path = run_dir(root, run_id)
+    fs.makedirs(path, exist_ok=True)
+    fsio.write_json(fs, fsio.join(path, OWNER_FILE), {
+        "host": fsio.host_name(), "pid": os.getpid(),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    })
+    return fsio.url_of(fs, path)
+
+
+def prune_runs(store: str, keep: int | None = None) -> list[str]:
+    """Delete the run folders the retention rule (module docstring) lets go; return their paths."""
+    keep = keep_runs() if keep is None else keep
+    fs, root = fsio.open_store(store)
+    base = runs_dir(root)
+    if not fs.isdir(base):
+        return []
+    now = time.time()
+    runs = [(p, _changed(fs, p)) for p in fs.ls(base, detail=False) if fs.isdir(p)]
+    runs.sort(key=lambda r: r[1], reverse=True)
+    removed = []
+    for path, changed in runs[keep:]:
+        if _maybe_live(fs, path, changed, now):
+            continue
+        try:
+            fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _changed(fs, path: str) -> float:
+    """Newest modification time of the folder and its files (0 when unknown)."""
+    times = []
+    for p in [path, *fs.ls(path, detail=False)]:
+        try:
+            times.append(fs.modified(p).timestamp())
+        except (OSError, NotImplementedError, ValueError):
+            continue
+    return max(times, default=0.0)
+
+
+def _maybe_live(fs, path: str, changed: float, now: float) -> bool:
+    try:
+        owner = fsio.read_json(fs, fsio.join(path, OWNER_FILE))
+    except (FileNotFoundError, ValueError):
+        owner = None
+    if isinstance(owner, dict) and owner.get("host") == fsio.host_name() and isinstance(owner.get("pid"), int):
+        if owner["pid"] == os.getpid():
+            return True
+        # a live pid that has not touched its folder for a week is a reused pid, not the writer
+        return fsio.pid_alive(owner["pid"]) and now - changed < 7 * RECENT_S
+    return now - changed < RECENT_S
