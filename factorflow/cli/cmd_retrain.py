@@ -95,8 +95,18 @@ def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
         print(f"\n{summary['kind']} test RMSE on warm rows {_num(warm['rmse'])} ({warm['n']:,}); on cold-start rows "
               f"(user or item unseen in train: μ + known bias) {_num(cold['rmse'])} ({cold['n']:,})", file=out)
     print(f"train RMSE {_num(m['train']['rmse'])}", file=out)
+    if summary.get("rejects"):
+        print(f"ingest: {summary['rejects']}", file=out)
     if m.get("learning_curve_png"):
         print(f"learning curve: {m['learning_curve_png']}", file=out)
+
+
+def rejects_note(store: str, dataset: str, snapshot: str) -> str | None:
+    """How many source rows the snapshot's ingest rejected and where they are listed (None: none)."""
+    from ..ingest import describe_rejects
+    from ..storage.datasets import resolve_snapshot
+
+    return describe_rejects(resolve_snapshot(store, dataset, snapshot))
 
 
 def _num(x: float | None) -> str:
@@ -151,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_user_error_tracebacks()
     with prefect_api():
         summary = retrain_flow(args.source, args.store, args.model, args.name, params)
+    summary["rejects"] = rejects_note(args.store, summary["dataset"], summary["snapshot"])
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from ..config import IngestOptions
-from ..tasks.data import ingest_task
+from ..tasks.data import ingest
 
 
 @flow(name="ingest")
@@ -16,4 +16,4 @@ def ingest_flow(source: str, store: str = "ff-store", options: IngestOptions = I
     from ..ingest import default_name
 
     opts = options.model_copy(update={"dataset": options.dataset or default_name(source)})
-    return ingest_task(source, store, opts)
+    return ingest(source, store, opts)

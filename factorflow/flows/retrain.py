@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 from ..config import RetrainParams
 from ..storage.fs import open_store, url_of
 from ..storage.runs import keep_runs, prune_runs, start_run
-from ..tasks.data import ingest_task, partition_task, split_task
+from ..tasks.data import ingest, partition, split
 from ..tasks.evaluate import evaluate_task
 from ..tasks.publish import batch_recommend_task, publish_task
 from ..tasks.train import train_task
@@ -37,25 +37,25 @@ def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name:
         split_opts = split_opts.model_copy(update={"kind": "given"})
         logger.info("a test source was given: using the 'given' split")
 
-    snapshot = ingest_task(source, store, ingest_opts)
+    snapshot = ingest(source, store, ingest_opts)
     rating_range = tuple(snapshot["manifest"]["rating_range"])
-    split = split_task(snapshot, split_opts)
-    partitions = partition_task(split, params.compute.n_blocks) if model in DISTRIBUTED else None
+    split_ref = split(snapshot, split_opts)
+    partitions = partition(split_ref, params.compute.n_blocks) if model in DISTRIBUTED else None
 
     run_dir = start_run(store, str(flow_run.get_id() or "local"))  # a URL every task reopens
     pruned = prune_runs(store)
     if pruned:
         logger.info("removed %d old run folder(s) under %s/runs (keeping the newest %d and live ones)",
                     len(pruned), store, keep_runs())
-    run = train_task(model, params.model.overrides(), split, partitions, params.compute, run_dir, rating_range)
-    metrics = evaluate_task(run, split, run_dir, rating_range, params.top_n)
-    recs = batch_recommend_task(run, split, snapshot, run_dir, params.top_n)
-    version = publish_task(store, name, run, metrics, snapshot, split, partitions, recs,
+    run = train_task(model, params.model.overrides(), split_ref, partitions, params.compute, run_dir, rating_range)
+    metrics = evaluate_task(run, split_ref, run_dir, rating_range, params.top_n)
+    recs = batch_recommend_task(run, split_ref, snapshot, run_dir, params.top_n)
+    version = publish_task(store, name, run, metrics, snapshot, split_ref, partitions, recs,
                            params.item_titles, rating_range)
     test = metrics["test"]
     logger.info("model %s version %s: test RMSE %.4f (split %s); bias baseline %.4f",
-                name, version, test["rmse"], split["split"], metrics["baselines"]["bias"]["rmse"])
+                name, version, test["rmse"], split_ref["split"], metrics["baselines"]["bias"]["rmse"])
     fs, root = open_store(store)
     return {"model": name, "version": version, "store": url_of(fs, root), "snapshot": snapshot["snapshot"],
-            "dataset": snapshot["name"], "split": split["split"], "metrics": metrics, "kind": model,
+            "dataset": snapshot["name"], "split": split_ref["split"], "metrics": metrics, "kind": model,
             "params": run["params"]}

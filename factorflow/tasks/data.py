@@ -10,42 +10,66 @@ from ..config import IngestOptions, SplitOptions
 from ._prefect import retry_on_io_error, stable_key, task_progress
 
 
-def _ingest_key(context: Any, p: dict[str, Any]) -> str | None:
-    """Cache on the source's content and the options — only while that snapshot exists."""
+def _ingest_key(context: Any, p: dict[str, Any]) -> str:
+    """The planned snapshot folder (content-addressed) and the options."""
+    return stable_key("ingest", p["planned"], p["options"].model_dump())
+
+
+def ingest(source: str, store: str, options: IngestOptions) -> dict[str, Any]:
+    """Run :func:`ingest_task`, reusing its cached result only while that snapshot exists.
+
+    The cache key is the planned (content-addressed) snapshot path, so a second run of the
+    same bytes shows ``Cached``; a deleted snapshot refreshes the cache instead of serving it.
+    """
     from ..ingest import planned_snapshot
 
-    o: IngestOptions = p["options"]
-    plan = planned_snapshot(p["source"], p["store"], o.dataset, fmt=o.format, columns=o.columns,
-                            delimiter=o.delimiter, rating_range=o.rating_range, test_source=o.test_source)
-    return stable_key("ingest", plan.path, o.model_dump()) if plan.exists else None
+    o = options
+    plan = planned_snapshot(source, store, o.dataset, fmt=o.format, columns=o.columns, delimiter=o.delimiter,
+                            rating_range=o.rating_range, test_source=o.test_source)
+    return ingest_task.with_options(refresh_cache=not plan.exists)(source, store, options, plan.path)
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
       cache_key_fn=_ingest_key, persist_result=True)
-def ingest_task(source: str, store: str, options: IngestOptions) -> dict[str, Any]:
-    """Ingest ``source`` into a content-addressed snapshot; returns the SnapshotRef as a dict."""
-    from ..ingest import ingest_source
+def ingest_task(source: str, store: str, options: IngestOptions, planned: str = "") -> dict[str, Any]:
+    """Ingest ``source`` into a content-addressed snapshot; returns the SnapshotRef as a dict.
+    ``planned`` (the snapshot folder it will have) only keys the cache; see :func:`ingest`."""
+    from prefect import get_run_logger
+
+    from ..ingest import describe_rejects, ingest_source
 
     ref = ingest_source(
         source, store, options.dataset, fmt=options.format, columns=options.columns, delimiter=options.delimiter,
         rating_range=options.rating_range, max_reject_fraction=options.max_reject_fraction,
         test_source=options.test_source, progress=task_progress("ingest", "B"),
     )
+    note = describe_rejects(ref)
+    if note:
+        get_run_logger().warning("ingest: %s", note)
     return ref.to_dict()
 
 
-def _split_key(context: Any, p: dict[str, Any]) -> str | None:
-    """Cache on the snapshot and split request — only while that split exists."""
+def _split_path(snapshot: dict[str, Any], o: SplitOptions) -> str:
     from ..splits import split_id
-    from ..storage.fs import join, open_store
     from ..storage.layout import split_dir
 
-    o: SplitOptions = p["options"]
     sid = split_id(o.kind, test_fraction=o.test_fraction, seed=o.seed, cutoff=o.cutoff, per_user=o.per_user,
                    k=o.k, by=o.by)
-    fs, _ = open_store(p["snapshot"]["store"])  # the snapshot's path is on the store's filesystem
-    path = split_dir(p["snapshot"]["path"], sid)
-    return stable_key("split", path) if fs.exists(join(path, "manifest.json")) else None
+    return split_dir(snapshot["path"], sid)
+
+
+def _split_key(context: Any, p: dict[str, Any]) -> str:
+    """The split folder (named by snapshot, kind, parameters and seed)."""
+    return stable_key("split", _split_path(p["snapshot"], p["options"]))
+
+
+def split(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
+    """Run :func:`split_task`, reusing its cached result only while that split exists."""
+    from ..storage.fs import join, open_store
+
+    fs, _ = open_store(snapshot["store"])  # the snapshot's path is on the store's filesystem
+    exists = fs.exists(join(_split_path(snapshot, options), "manifest.json"))
+    return split_task.with_options(refresh_cache=not exists)(snapshot, options)
 
 
 @task(name="split", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
@@ -62,17 +86,28 @@ def split_task(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any
     return ref.to_dict()
 
 
-def _partition_key(context: Any, p: dict[str, Any]) -> str | None:
-    """Cache on the split and block count — only while those partitions exist."""
+def _partitions_path(split: dict[str, Any], n_blocks: int | None) -> tuple[Any, str]:
     from ..partitions import default_n_blocks
-    from ..storage.fs import join, open_store
+    from ..storage.fs import open_store
     from ..storage.layout import partitions_dir
 
-    split = p["split"]
-    n_blocks = p["n_blocks"] or default_n_blocks(int(split["manifest"]["n_train"]))
+    n_blocks = n_blocks or default_n_blocks(int(split["manifest"]["n_train"]))
     fs, split_path = open_store(split["path"])
-    path = partitions_dir(split_path, n_blocks)
-    return stable_key("partition", path) if fs.exists(join(path, "partitions.json")) else None
+    return fs, partitions_dir(split_path, n_blocks)
+
+
+def _partition_key(context: Any, p: dict[str, Any]) -> str:
+    """The partition folder (named by split and block count)."""
+    return stable_key("partition", _partitions_path(p["split"], p["n_blocks"])[1])
+
+
+def partition(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, Any]:
+    """Run :func:`partition_task`, reusing its cached result only while those partitions exist."""
+    from ..storage.fs import join
+
+    fs, path = _partitions_path(split, n_blocks)
+    exists = fs.exists(join(path, "partitions.json"))
+    return partition_task.with_options(refresh_cache=not exists)(split, n_blocks)
 
 
 @task(name="partition", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
