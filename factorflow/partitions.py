@@ -20,6 +20,7 @@ import numpy as np
 from .errors import NotFoundError, check_param
 from .progress import Progress, report
 from .splits import SplitRef, train_csr
+from .storage.checksums import checksums, verify
 from .storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
 from .storage.layout import partitions_dir
 
@@ -176,6 +177,7 @@ def build_partitions(
                     done += 1
                     report(progress, done, total, f"{side} block {b}")
                 manifest[side] = rows
+            manifest["files"] = checksums(fs, tmp)
             write_json(fs, join(tmp, MANIFEST), manifest)
     except FileExistsError:  # a concurrent writer published the same partitions first
         ref = load_partitions(url_of(fs, final))
@@ -200,6 +202,7 @@ def load_block(path: str, side: str, b: int) -> RowBlock:
     fpath = join(p, block_file(side, int(b)))
     if not fs.exists(fpath):
         raise NotFoundError(f"{fpath}: no {side} block {b} in partitions {path}")
+    verify(fs, fpath, read_json(fs, join(p, MANIFEST)).get("files"))
     with fs.open(fpath, "rb") as f, np.load(f, allow_pickle=False) as z:
         return RowBlock(
             side=side,

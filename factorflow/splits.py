@@ -27,6 +27,7 @@ import numpy as np
 
 from .errors import NotFoundError, ParameterError, check_param
 from .progress import Progress, report
+from .storage.checksums import checksums
 from .storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
 from .storage.layout import split_dir
 
@@ -222,9 +223,13 @@ def split_id(
 # ---------------------------------------------------------------- reading and writing
 
 
-def _read_parquet(fs: Any, path: str, columns: tuple[str, ...] | None = None) -> pa.Table:
+def _read_parquet(fs: Any, path: str, columns: tuple[str, ...] | None = None,
+                  files: dict[str, Any] | None = None) -> pa.Table:
+    """Read a Parquet file after checking it against its manifest's ``files`` entry."""
     from .storage import parquet as pqio
+    from .storage.checksums import verify
 
+    verify(fs, path, files)
     return pqio.read_table(fs, path, columns)
 
 
@@ -265,13 +270,13 @@ def resolve_split(snapshot: SnapshotRef, split: str) -> SplitRef:
 def read_train(ref: SplitRef) -> pa.Table:
     """Train rows: ``user_idx int32, item_idx int32, rating float32, timestamp int64``."""
     fs, p = open_store(ref.path)
-    return _read_parquet(fs, join(p, "train.parquet"))
+    return _read_parquet(fs, join(p, "train.parquet"), files=ref.manifest.get("files"))
 
 
 def read_test(ref: SplitRef) -> pa.Table:
     """Test rows: the train schema plus ``cold_user bool, cold_item bool``."""
     fs, p = open_store(ref.path)
-    return _read_parquet(fs, join(p, "test.parquet"))
+    return _read_parquet(fs, join(p, "test.parquet"), files=ref.manifest.get("files"))
 
 
 def train_csr(ref: SplitRef) -> sp.csr_matrix:
@@ -356,7 +361,8 @@ def make_split(
     report(progress, 0, steps, "reading ratings")
     n_users = snap_manifest.get("n_users") or _num_rows(fs, join(snap_path, "users.parquet"))
     n_items = snap_manifest.get("n_items") or _num_rows(fs, join(snap_path, "items.parquet"))
-    ratings = _read_parquet(fs, join(snap_path, "ratings.parquet"), RATING_COLUMNS)
+    files = snap_manifest.get("files")
+    ratings = _read_parquet(fs, join(snap_path, "ratings.parquet"), RATING_COLUMNS, files)
     if kind == "given":
         if not fs.exists(join(snap_path, "given_test.parquet")):
             raise ParameterError(
@@ -364,7 +370,7 @@ def make_split(
                 "file with --test-source TEST to make one, or choose another --kind"
             )
         train = ratings
-        test = _read_parquet(fs, join(snap_path, "given_test.parquet"), RATING_COLUMNS)
+        test = _read_parquet(fs, join(snap_path, "given_test.parquet"), RATING_COLUMNS, files)
     else:
         u = ratings.column("user_idx").to_numpy()
         i = ratings.column("item_idx").to_numpy()
@@ -416,6 +422,7 @@ def make_split(
         with atomic_dir(fs, final) as tmp:
             _write_parquet(fs, join(tmp, "train.parquet"), train)
             _write_parquet(fs, join(tmp, "test.parquet"), test)
+            manifest["files"] = checksums(fs, tmp)
             write_json(fs, join(tmp, "manifest.json"), manifest)
     except FileExistsError:  # a concurrent writer published the same split first
         ref = load_split(final_url)

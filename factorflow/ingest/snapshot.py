@@ -27,6 +27,7 @@ from ..errors import DataWarning, InputError, ParameterError, check_param
 from ..progress import Progress
 from ..storage import datasets as ds
 from ..storage.datasets import SnapshotRef
+from ..storage.checksums import checksums
 from ..storage.fs import atomic_dir, join, open_store, read_json, write_json
 from ..storage.layout import snapshot_dir
 from .formats import FORMATS, detect_format, parse_columns, read_sample, source_size_and_hash
@@ -210,6 +211,7 @@ def ingest_source(
             for filename, table in tables.items():
                 _write_parquet(fs, join(tmp, filename), table)
             manifest["created_at"] = datetime.now(UTC).isoformat()
+            manifest["files"] = checksums(fs, tmp)
             write_json(fs, join(tmp, ds.MANIFEST_FILE), manifest)
     except FileExistsError:  # a concurrent ingest of the same bytes won: same content
         return SnapshotRef(store, name, snap, path, read_json(fs, join(path, ds.MANIFEST_FILE)), reused=True)

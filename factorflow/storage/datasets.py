@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import NotFoundError, ParameterError
 from . import layout
 from . import parquet as pqio
+from .checksums import verify
 from .fs import join, open_store, read_json
 
 RATINGS_FILE = "ratings.parquet"
@@ -116,6 +117,7 @@ def _read_parquet(ref: SnapshotRef, filename: str, columns: list[str] | None = N
     path = ref.file(filename)
     if not fs.exists(path):
         raise NotFoundError(f"{path}: missing from snapshot {ref.snapshot} of dataset {ref.name!r}")
+    verify(fs, path, ref.manifest.get("files"))
     return pqio.read_table(fs, path, columns)
 
 

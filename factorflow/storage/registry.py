@@ -46,6 +46,7 @@ from ..models.base import FactorArrays
 from . import factors as ft
 from . import fs as fsio
 from . import parquet as pqio
+from .checksums import checksums, verify
 from .layout import current_file, model_dir, version_dir
 
 USER_TABLE = "user_factors.parquet"
@@ -115,6 +116,7 @@ def publish(
             ft.write_seen(fs, fsio.join(tmp, SEEN_TABLE), seen)
         for tname, table in extra.items():
             _write_table(fs, fsio.join(tmp, f"{tname}.parquet"), table)
+        meta["files"] = checksums(fs, tmp)
         fsio.write_json(fs, fsio.join(tmp, MODEL_JSON), meta)  # last: marks the folder complete
     if set_current:
         _switch_current(fs, root, name, version)
@@ -344,6 +346,7 @@ class PublishedModel:
         path = fsio.join(self.path, SEEN_TABLE)
         if not self.fs.exists(path):
             return np.zeros(0, dtype=np.int32)
+        verify(self.fs, path, self.model_json.get("files"), full=False)  # a partial read: size only
         return ft.read_seen_user(self.fs, path, user_idx)
 
     def seen_matrix(self) -> sp.csr_matrix | None:
@@ -351,6 +354,7 @@ class PublishedModel:
         path = fsio.join(self.path, SEEN_TABLE)
         if not self.fs.exists(path):
             return None
+        verify(self.fs, path, self.model_json.get("files"))
         return ft.read_seen(self.fs, path, (self.factors.n_users, self.factors.n_items))
 
     def title(self, item_idx: int) -> str | None:
@@ -393,6 +397,8 @@ def load_model(store: str, name: str, version: str | None = None) -> PublishedMo
         raise NotFoundError(f"version={version!r}: not a complete version of model {name!r} "
                             f"(versions: {', '.join(have)})")
     meta = fsio.read_json(fs, fsio.join(path, MODEL_JSON))
+    for table in (USER_TABLE, ITEM_TABLE):
+        verify(fs, fsio.join(path, table), meta.get("files"))
     users = ft.read_factor_table(fs, fsio.join(path, USER_TABLE), "user")
     items = ft.read_factor_table(fs, fsio.join(path, ITEM_TABLE), "item")
     if users.factors.shape[1] != items.factors.shape[1]:

@@ -30,7 +30,7 @@ def ingest(source: str, store: str, options: IngestOptions) -> dict[str, Any]:
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
-      cache_key_fn=_ingest_key, persist_result=True)
+      cache_key_fn=_ingest_key, persist_result=True, result_serializer="json")
 def ingest_task(source: str, store: str, options: IngestOptions, planned: str = "") -> dict[str, Any]:
     """Ingest ``source`` into a content-addressed snapshot; returns the SnapshotRef as a dict.
     ``planned`` (the snapshot folder it will have) only keys the cache; see :func:`ingest`."""
@@ -73,7 +73,7 @@ def split(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
 
 
 @task(name="split", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
-      cache_key_fn=_split_key, persist_result=True)
+      cache_key_fn=_split_key, persist_result=True, result_serializer="json")
 def split_task(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
     """Make (or reuse) the named split of a snapshot; returns the SplitRef as a dict."""
     from ..splits import make_split
@@ -111,7 +111,7 @@ def partition(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, A
 
 
 @task(name="partition", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
-      cache_key_fn=_partition_key, persist_result=True)
+      cache_key_fn=_partition_key, persist_result=True, result_serializer="json")
 def partition_task(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, Any]:
     """Build (or reuse) the user/item row blocks of a split's train part; returns PartitionsRef as a dict."""
     from ..partitions import build_partitions
