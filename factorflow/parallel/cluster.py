@@ -58,7 +58,7 @@ def dask_client(address: str | None = None, n_workers: int | None = None) -> Ite
         n_workers=n_workers or default_workers(),
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: None still binds the scheduler's HTTP server to 8787
         host="127.0.0.1",
         silence_logs=logging.WARNING,
     )
