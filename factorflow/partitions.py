@@ -11,6 +11,8 @@ Each block is one ``.npz`` (``indptr`` int64 local from 0, ``indices`` int32 glo
 from __future__ import annotations
 
 import datetime as _dt
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,15 @@ if TYPE_CHECKING:
 
 SIDES = ("user", "item")
 MANIFEST = "partitions.json"
+
+#: Tries per block read when the store fails transiently (the first try included).
+LOAD_ATTEMPTS = 4
+#: Seconds before the second try; doubled before each further one (0.1 + 0.2 + 0.4 s at most).
+LOAD_BACKOFF_S = 0.1
+# OSErrors a retry cannot fix: the block is not there, or not readable by this process.
+_PERMANENT_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -196,17 +207,40 @@ def load_partitions(path: str) -> PartitionsRef:
 
 
 def load_block(path: str, side: str, b: int) -> RowBlock:
-    """Block ``b`` of ``side`` (``"user"`` or ``"item"``) from the partition folder ``path``."""
+    """Block ``b`` of ``side`` (``"user"`` or ``"item"``) from the partition folder ``path``.
+
+    A transient store error while reading (``OSError``, which includes ``TimeoutError``, other
+    than not-found or permission errors) is retried: :data:`LOAD_ATTEMPTS` tries in all, with
+    exponential backoff from :data:`LOAD_BACKOFF_S`; the last error is raised. A missing block
+    (``NotFoundError``), a corrupt file or a bad argument is raised at once, never retried.
+    """
     check_param(side in SIDES, "side", side, "'user' or 'item'")
+    b = int(b)
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        try:
+            return _read_block(path, side, b)
+        except _PERMANENT_OS_ERRORS:
+            raise
+        except OSError as exc:
+            if attempt == LOAD_ATTEMPTS:
+                raise
+            delay = LOAD_BACKOFF_S * 2 ** (attempt - 1)
+            log.warning("reading %s block %d of %s failed (%s: %s); retrying in %.1f s (try %d of %d)",
+                        side, b, path, type(exc).__name__, exc, delay, attempt + 1, LOAD_ATTEMPTS)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _read_block(path: str, side: str, b: int) -> RowBlock:
     fs, p = open_store(path)
-    fpath = join(p, block_file(side, int(b)))
+    fpath = join(p, block_file(side, b))
     if not fs.exists(fpath):
         raise NotFoundError(f"{fpath}: no {side} block {b} in partitions {path}")
     verify(fs, fpath, read_json(fs, join(p, MANIFEST)).get("files"))
     with fs.open(fpath, "rb") as f, np.load(f, allow_pickle=False) as z:
         return RowBlock(
             side=side,
-            block=int(b),
+            block=b,
             start=int(z["start"]),
             stop=int(z["stop"]),
             indptr=np.asarray(z["indptr"], dtype=np.int64),

@@ -1,17 +1,38 @@
 """Dask driver for biased ALS over partition blocks.
 
 Per half-sweep it maps the pure kernel :func:`factorflow.models.als.solve_block` over the
-row blocks of one side, with the other side's factors broadcast once, and gathers the new
-factors on the driver — so the task graph holds P tasks per half-sweep and never grows
+row blocks of one side, with the other side's factors scattered once (to one worker; the
+others fetch it from there when their first block needs it), and gathers the new factors on
+the driver — so the task graph holds P tasks per half-sweep and never grows
 with the number of sweeps. Blocks are loaded once onto the workers and stay there across
 sweeps. Each row's solve is independent of the blocking, so the result equals the serial
 :class:`factorflow.models.als.ALS` (same seed ⇒ same factors, any worker or block count).
+
+Losing a worker mid-fit (killed, out of memory, network) costs time, never data or results:
+
+- blocks are loaded by tasks (``load_block`` futures, not scattered data), so the scheduler
+  recomputes the blocks a dead worker held from their graph on a surviving worker;
+- the other side's factors are scattered data, which the scheduler cannot recompute. If the
+  scatter fails because its worker died (``CommClosedError``), or every holder dies so the
+  block solves are cancelled ("lost dependencies"), the half-sweep is re-run from the driver's
+  copy: re-scatter, re-submit. A half-sweep is a pure function of (blocks, other side), so the
+  re-run gives the same factors. At most :data:`HALF_SWEEP_ATTEMPTS` tries per half-sweep,
+  waiting for a worker between them.
+
+The scatter is deliberately not ``broadcast=True``: the scheduler's replicate step behind it
+keeps retrying a worker that died during it and never returns (distributed 2026.8), which
+turned one lost worker into a hung fit.
+
+Errors raised by the tasks themselves (a bad block file, a kernel error) are not retried here;
+transient I/O while loading a block is retried inside :func:`factorflow.partitions.load_block`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from typing import Any
 
 import numpy as np
@@ -21,6 +42,17 @@ from ..models.als import ALSConfig, init_factors, penalty, solve_block, sweep_me
 from ..models.base import FactorArrays
 from ..partitions import PartitionsRef, RowBlock, load_block
 from ..progress import Progress, report
+
+log = logging.getLogger(__name__)
+
+#: Tries per half-sweep when workers are lost during it (the first try included).
+HALF_SWEEP_ATTEMPTS = 4
+#: Seconds to wait for at least one worker before re-running a half-sweep.
+WORKER_WAIT_S = 120.0
+
+
+class _WorkerLost(Exception):
+    """A half-sweep lost its scattered factors or its connection to a worker; it can be re-run."""
 
 
 def _solve(block: RowBlock, other: tuple[np.ndarray, np.ndarray], mu: float,
@@ -43,16 +75,44 @@ def _load_blocks(client: Client, parts: PartitionsRef, side: str) -> list[Future
 
 def _half_sweep(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray],
                 out_factors: np.ndarray, out_bias: np.ndarray, mu: float, cfg: ALSConfig) -> tuple[float, float]:
-    """Solve one side in place; returns (sse after the update, that side's regularization term)."""
-    [other_f] = client.scatter([other], broadcast=True, hash=False)
+    """Solve one side in place; returns (sse after the update, that side's regularization term).
+
+    Re-run (up to :data:`HALF_SWEEP_ATTEMPTS` tries) when a lost worker takes the scattered
+    factors with it; ``out_*`` are written only from a complete gather.
+    """
+    for attempt in range(1, HALF_SWEEP_ATTEMPTS + 1):
+        try:
+            return _half_sweep_once(client, blocks, other, out_factors, out_bias, mu, cfg)
+        except _WorkerLost as exc:
+            if attempt == HALF_SWEEP_ATTEMPTS:
+                raise exc.__cause__ from None
+            log.warning("ALS half-sweep lost a worker (%s); re-running it (try %d of %d)",
+                        exc, attempt + 1, HALF_SWEEP_ATTEMPTS)
+            time.sleep(0.2 * attempt)
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    raise AssertionError("unreachable")
+
+
+def _half_sweep_once(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray],
+                     out_factors: np.ndarray, out_bias: np.ndarray, mu: float,
+                     cfg: ALSConfig) -> tuple[float, float]:
+    try:
+        [other_f] = client.scatter([other], hash=False)
+    except OSError as exc:  # CommClosedError: the worker it went to died
+        raise _WorkerLost(f"scatter failed: {type(exc).__name__}: {exc}") from exc
     futures = [client.submit(_solve, blk, other_f, mu, cfg, pure=False) for blk in blocks]
+    try:
+        results = client.gather(futures)
+    except CancelledError as exc:  # every holder of the scattered factors died: dependents cancelled
+        raise _WorkerLost(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        client.cancel([other_f, *futures])
     sse = reg_total = 0.0
-    for start, stop, factors, bias, block_sse, block_reg in client.gather(futures):
+    for start, stop, factors, bias, block_sse, block_reg in results:
         out_factors[start:stop] = factors
         out_bias[start:stop] = bias
         sse += block_sse
         reg_total += block_reg
-    client.cancel([other_f, *futures])
     return sse, reg_total
 
 
