@@ -645,3 +645,4 @@ def test_integer_ids_use_the_whole_int64_range(tmp_path):
     ref = ingest_source(write(tmp_path / "r2.csv", over), str(tmp_path / "s"))
     assert read_ids(ref, "user").column("user_id").to_pylist() == ["1", "9223372036854775808"]
     assert read_ids(ref, "item").schema.field("item_id").type == pa.int64()
+

@@ -11,21 +11,28 @@ import csv
 import gzip
 import hashlib
 import io
+import os
+import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import fsspec
+import pyarrow as pa
+from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import InputError, ParameterError
+from ..progress import Progress, report
 
 FORMATS = ("movielens-csv", "ml100k", "ml1m", "delimited")
 ROLES = ("user", "item", "rating", "timestamp")
 SAMPLE_BYTES = 64 * 1024
 _ML_CSV_HEADER = {"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"}
 _CANDIDATE_DELIMITERS = (",", "\t", ";", "|", ":", " ")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ def open_text(source: str) -> Iterator[_Text]:
         magic = buffered.peek(4)[:4]
         if magic[:2] == b"\x1f\x8b":
             yield _Text(gzip.GzipFile(fileobj=buffered, mode="rb"), lambda: counter.count)
-        elif magic == b"PK\x03\x04":  # zip needs seeking: read the member from the raw file
+        elif magic in _ZIP_MAGIC:  # zip needs seeking: read the member from the raw file
             yield _Text(_open_zip_member(source, raw), raw.tell)
         else:
             yield _Text(buffered, lambda: counter.count)
@@ -159,6 +166,67 @@ def _open_zip_member(source: str, raw: IO[bytes]) -> IO[bytes]:
     return zf.open(members[0])
 
 
+@dataclass(frozen=True)
+class ArrowInput:
+    """A local file pyarrow reads natively (``compression`` "gzip" or None); ``staged``: a temporary
+    decompressed copy of a zip member or remote file, whose size says nothing about the source's."""
+
+    path: str
+    compression: str | None
+    staged: bool
+
+    def open(self) -> tuple[pa.NativeFile, Callable[[], int] | None]:
+        """``(stream, bytes_of_the_source_read_so_far or None)``."""
+        raw = pa.OSFile(self.path, "rb")
+        stream = pa.CompressedInputStream(raw, self.compression) if self.compression else raw
+        return stream, None if self.staged else raw.tell
+
+
+def _local_path(source: str) -> str | None:
+    try:
+        fs, path = fsspec.core.url_to_fs(source)
+    except (ValueError, ImportError):
+        return None
+    return path if isinstance(fs, LocalFileSystem) else None
+
+
+@contextmanager
+def arrow_input(source: str, progress: Progress | None = None, total: int | None = None) -> Iterator[ArrowInput]:
+    """What pyarrow should parse for ``source``: never a Python file object.
+
+    Arrow keeps the Python buffers it reads through a Python file and may drop them from a pool
+    thread after the read returned; during interpreter exit that aborts the process
+    ("terminate called without an active exception", exit 134), e.g. after a one-line error
+    on a truncated gzip. So a local plain or gzip file is read natively, and a zip member or a
+    remote file is first decompressed into a local temporary file (removed afterwards).
+    """
+    local = _local_path(source)
+    if local is not None:
+        try:
+            with open(local, "rb") as f:
+                magic = f.read(4)
+        except FileNotFoundError:
+            raise InputError(f"{source}: file not found") from None
+        if magic not in _ZIP_MAGIC:
+            yield ArrowInput(local, "gzip" if magic[:2] == b"\x1f\x8b" else None, staged=False)
+            return
+    fd, tmp = tempfile.mkstemp(prefix="factorflow-ingest-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "wb") as out, open_text(source) as f:
+            while True:
+                try:
+                    chunk = f.read(8 << 20)
+                except (OSError, EOFError, zipfile.BadZipFile) as exc:
+                    raise InputError(f"{source}: cannot read or decompress ({exc})") from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                report(progress, f.raw_count, total, source)
+        yield ArrowInput(tmp, None, staged=True)
+    finally:
+        os.unlink(tmp)
+
+
 def read_sample(source: str) -> bytes:
     """The first ``SAMPLE_BYTES`` of the decompressed content (gzip/zip errors become InputError)."""
     with open_text(source) as f:
@@ -171,15 +239,34 @@ def read_sample(source: str) -> bytes:
 # ---------------------------------------------------------------- detection
 
 
+def not_utf8_error(source: str, line: int, byte: int) -> InputError:
+    """The one-line error for text that is not UTF-8, naming the line and the byte."""
+    return InputError(
+        f"{source}: line {line}: not UTF-8 text (byte 0x{byte:02x}); re-encode the file as UTF-8, "
+        "e.g. iconv -f latin1 -t utf-8 (or from the encoding it is in)"
+    )
+
+
+def _looks_utf16(sample: bytes) -> bool:
+    """Mostly-ASCII text in UTF-16 (with or without a byte-order mark): every other byte is NUL."""
+    head = sample[2:514] if sample[:2] in _UTF16_BOMS else sample[:512]
+    half = len(head) // 2
+    return half >= 4 and max(head[0::2].count(0), head[1::2].count(0)) > 0.8 * half
+
+
 def _first_line(source: str, sample: bytes) -> str:
     if not sample.strip():
         raise InputError(f"{source}: empty file (no rows)")
+    if _looks_utf16(sample):
+        raise InputError(f"{source}: looks like UTF-16 text; re-encode the file as UTF-8, e.g. iconv -f utf-16 -t utf-8")
     if b"\x00" in sample:
         raise InputError(f"{source}: looks like binary data, not a text ratings file (NUL bytes in the first {len(sample)} bytes)")
     try:
         text = sample.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
+            if _mostly_ascii_text(sample):
+                raise not_utf8_error(source, _line_at(sample, exc.start), sample[exc.start]) from None
             raise InputError(
                 f"{source}: looks like binary data, not a UTF-8 text ratings file (invalid byte at offset {exc.start})"
             ) from None
@@ -192,6 +279,18 @@ def _first_line(source: str, sample: bytes) -> str:
         if line.strip():
             return line
     raise InputError(f"{source}: empty file (no rows)")  # pragma: no cover - caught by strip() above
+
+
+def _mostly_ascii_text(sample: bytes) -> bool:
+    """Printable ASCII and line breaks for ≥ 95% of the bytes: text in some 8-bit encoding."""
+    ascii_text = sum(1 for b in sample if 32 <= b < 127 or b in (9, 10, 13))
+    return ascii_text >= 0.95 * len(sample)
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    """1-based line of byte ``offset`` (line ends: \\n, \\r\\n or a lone \\r)."""
+    head = data[:offset]
+    return head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
 
 
 def _split(line: str, delimiter: str) -> list[str]:
@@ -207,8 +306,45 @@ def _likely_delimiter(line: str) -> str | None:
 def _delim_hint(line: str, used: str) -> str:
     d = _likely_delimiter(line)
     if d is not None and d != used:
-        return f"; the line looks {d!r}-separated (wrong delimiter? try --format delimited --delimiter {d!r} --columns user=..,item=..,rating=..)"
+        return (f"; the line looks {d!r}-separated (wrong delimiter? try --format delimited --delimiter {d!r} "
+                f"--columns {_columns_hint(_split(line, d))})")
     return ""
+
+
+def _columns_hint(fields: list[str]) -> str:
+    """A ``--columns`` value for a first line: its MovieLens-like names, or positions for 3-4 numbers."""
+    lower = [f.strip().lower() for f in fields]
+    if {"userid", "movieid", "rating"} <= set(lower):
+        return ",".join(f"{r}={fields[lower.index(c.lower())].strip()}" for r, c in _ML_CSV_HEADER.items()
+                        if c.lower() in lower)
+    if 3 <= len(fields) <= 4 and all(_is_number(f) for f in fields):
+        return ",".join(f"{r}={k + 1}" for k, r in enumerate(ROLES[: len(fields)]))
+    return "user=..,item=..,rating=.."
+
+
+def _undetected(source: str, line: str) -> InputError:
+    """The error for a first line that matches no format, with the likeliest fix."""
+    if line.lstrip().startswith("<"):
+        hint = "; it looks like HTML or XML, not a ratings file (a web page saved instead of the data?)"
+    elif _likely_delimiter(line) == ",":
+        hint = f"; for a file without a header try --format delimited --columns {_columns_hint(_split(line, ','))}"
+    else:
+        hint = _delim_hint(line, ",")
+    return InputError(
+        f"{source}: first line {line[:80]!r}: cannot detect the format; pass --format "
+        "(movielens-csv, ml100k, ml1m, or delimited with --columns user=..,item=..,rating=..[,timestamp=..])" + hint
+    )
+
+
+def _check_unique(source: str, header: list[str], roles: dict[str, str]) -> None:
+    """``InputError`` when the header has a column that a role reads more than once."""
+    names = [c.strip() for c in header]
+    twice = sorted({c.strip() for c in roles.values() if names.count(c.strip()) > 1})
+    if twice:
+        raise InputError(
+            f"{source}: line 1: header {header[:8]} names column(s) {', '.join(twice)} more than once; "
+            "rename them, or give positions with --format delimited --columns user=1,item=2,rating=3"
+        )
 
 
 def _is_number(s: str) -> bool:
@@ -265,16 +401,12 @@ def detect_format(
             fmt = "delimited"
         elif "::" in line:
             fmt = "ml1m"
-        elif {"userid", "movieid", "rating"} <= {c.strip().lower() for c in _split(line, ",")}:
-            fmt = "movielens-csv"
+        elif len({"userid", "movieid", "rating"} & {c.strip().lower() for c in _split(line, ",")}) >= 2:
+            fmt = "movielens-csv"  # with one of the three missing: say which
         elif len(f := line.split("\t")) == 4 and all(_is_number(x) for x in f):
             fmt = "ml100k"
         else:
-            raise InputError(
-                f"{source}: line 1 {line[:80]!r}: cannot detect the format; pass --format "
-                "(movielens-csv, ml100k, ml1m, or delimited with --columns user=..,item=..,rating=..[,timestamp=..])"
-                + _delim_hint(line, ",")
-            )
+            raise _undetected(source, line)
     if fmt == "ml1m":
         return _fixed(source, line, fmt, ":", ["user", "_s1", "item", "_s2", "rating", "_s3", "timestamp"], "::")
     if fmt == "ml100k":
@@ -289,6 +421,7 @@ def detect_format(
                 f"(movielens-csv needs userId,movieId,rating[,timestamp])" + _delim_hint(line, ",")
             )
         roles = {r: lower[c.lower()] for r, c in _ML_CSV_HEADER.items() if c.lower() in lower}
+        _check_unique(source, header, roles)
         return FormatSpec(fmt, ",", roles, header=header)
     # delimited
     if columns is None:
@@ -319,6 +452,7 @@ def detect_format(
             + _delim_hint(line, delim)
         )
     roles = {r: v if v in header else stripped[v] for r, v in columns.items()}
+    _check_unique(source, header, roles)
     return FormatSpec(fmt, delim, roles, header=header)
 
 

@@ -14,6 +14,9 @@ Per kept row only int32 user/item index, float32 rating and int64 timestamp stay
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,11 +26,13 @@ import pyarrow.csv as pv
 
 from ..errors import InputError
 from ..progress import Progress, report
-from .formats import FormatSpec, open_text
+from .formats import ArrowInput, FormatSpec, arrow_input, not_utf8_error
 from .ids import IdMap
 from .lines import first_non_utf8
 
 BLOCK_SIZE = 16 << 20
+_HANDLER_RELEASE_TIMEOUT = 10.0  # seconds; normally immediate, or the time of one block's read
+_log = logging.getLogger(__name__)
 REASONS = (
     "",
     "wrong column count",
@@ -214,12 +219,13 @@ def read_rows(
 ) -> FileRows:
     """Read ``source`` per ``spec``: fast path first, robust path if any row is not clean."""
     mark = users.n, items.n
-    try:
-        return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, robust=False)
-    except _NeedRobust:
-        users.truncate(mark[0])
-        items.truncate(mark[1])
-        return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, robust=True)
+    with arrow_input(source, progress, total_bytes) as inp:
+        try:
+            return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, False, inp)
+        except _NeedRobust:
+            users.truncate(mark[0])
+            items.truncate(mark[1])
+            return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, True, inp)
 
 
 def _read(
@@ -232,21 +238,24 @@ def _read(
     total_bytes: int | None,
     block_size: int,
     robust: bool,
+    inp: ArrowInput | None = None,
 ) -> FileRows:
-    invalid_lines: list[int] = []
+    if inp is None:
+        with arrow_input(source) as opened:
+            return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, robust, opened)
+    invalid_lines: list[int] = []  # every row pyarrow skipped (keeps the line numbering right)
     invalid_texts: list[str] = []
     multiline: list[int] = []  # robust: malformed rows spanning lines (their first line)
-    bad_seen = [False]
 
-    def on_invalid(row: pv.InvalidRow) -> str:
-        if not robust:
-            bad_seen[0] = True
-        else:
-            invalid_lines.append(row.number if row.number is not None else -1)
-            invalid_texts.append(row.text)
-            if "\n" in row.text or "\r" in row.text:
-                multiline.append(invalid_lines[-1])
+    def on_invalid(row: pv.InvalidRow) -> str:  # robust path only, called on this thread
+        invalid_lines.append(row.number if row.number is not None else -1)
+        invalid_texts.append(row.text)
+        if "\n" in row.text or "\r" in row.text:
+            multiline.append(invalid_lines[-1])
         return "skip"
+
+    handler_released = threading.Event()
+    weakref.finalize(on_invalid, handler_released.set)
 
     all_cols = spec.column_names or spec.header or []
     if robust:
@@ -261,7 +270,9 @@ def _read(
     read_opts = pv.ReadOptions(block_size=block_size, use_threads=not robust, column_names=spec.column_names)
     parse_opts = pv.ParseOptions(
         delimiter=spec.delimiter,
-        invalid_row_handler=on_invalid,
+        # fast path: no Python callback in Arrow's pool threads (one still held there at interpreter
+        # exit aborted the process); a malformed row raises ArrowInvalid, which means "go robust"
+        invalid_row_handler=on_invalid if robust else None,
         ignore_empty_lines=not robust,
         quote_char='"' if robust else False,  # fast path: one row per line, a quote sends it robust
         newlines_in_values=robust,  # robust: a quoted line break parses the same at any block boundary
@@ -276,7 +287,8 @@ def _read(
     acc = _Acc()
     rejects = Rejects()
     n_delivered = 0
-    with open_text(source) as stream:
+    stream, bytes_read = inp.open()
+    with stream:
         try:
             reader = pv.open_csv(
                 stream,
@@ -286,18 +298,17 @@ def _read(
             )
             for batch in reader:
                 if not robust:
-                    if bad_seen[0]:
-                        raise _NeedRobust
                     _fast_batch(batch, spec, users, items, rating_range, acc)
                 else:
                     _robust_batch(batch, spec, users, items, rating_range, acc, rejects, n_delivered, invalid_lines)
                     last = int(_lines_of(np.array([n_delivered + batch.num_rows - 1]), spec.first_data_line, invalid_lines)[0])
                     _check_multiline(source, batch, n_delivered, spec.first_data_line, invalid_lines, multiline, last)
                 n_delivered += batch.num_rows
-                report(progress, stream.raw_count, total_bytes, source)
-            if bad_seen[0]:
-                raise _NeedRobust
+                if bytes_read is not None:
+                    report(progress, bytes_read(), total_bytes, source)
             _check_multiline(source, None, n_delivered, spec.first_data_line, invalid_lines, multiline, None)
+            if bytes_read is not None:
+                report(progress, bytes_read(), total_bytes, source)
         except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
             if not robust:
                 raise _NeedRobust from exc
@@ -307,9 +318,18 @@ def _read(
             raise InputError(f"{source}: cannot parse as {spec.name} ({msg})") from None
         except (OSError, EOFError) as exc:
             raise InputError(f"{source}: cannot read or decompress ({exc})") from None
-    if invalid_lines:
-        lines = np.asarray(invalid_lines, np.int64)
-        rejects.add(lines, pa.array(invalid_texts, pa.string()), np.full(len(lines), _WRONG_COUNT, np.int8))
+        finally:
+            # Arrow may drop its reference to ``on_invalid`` from a pool thread after an error; if
+            # that happens while the interpreter exits, the thread cannot take the GIL and the
+            # process aborts (exit 134 after the one-line error). So drop ours and wait for it.
+            reader = parse_opts = on_invalid = None
+            if robust and not handler_released.wait(_HANDLER_RELEASE_TIMEOUT):
+                _log.warning("pyarrow still holds the CSV reader of %s", source)
+    bad = [k for k, text in enumerate(invalid_texts) if text.strip()]  # whitespace-only lines are blank
+    if bad:
+        lines = np.asarray(invalid_lines, np.int64)[bad]
+        texts = pa.array([invalid_texts[k] for k in bad], pa.string())
+        rejects.add(lines, texts, np.full(len(lines), _WRONG_COUNT, np.int8))
         acc.rows_read += len(lines)
     pa.default_memory_pool().release_unused()
     return acc.rows(source, rejects, "robust" if robust else "fast", spec.first_data_line, invalid_lines)
@@ -320,11 +340,7 @@ def _not_utf8(source: str, msg: str) -> InputError:
     where = first_non_utf8(source)
     if where is None:
         return InputError(f"{source}: not valid UTF-8 text ({msg})")
-    line, byte = where
-    return InputError(
-        f"{source}: line {line}: not UTF-8 text (byte 0x{byte:02x}); re-encode the file as UTF-8, "
-        "e.g. iconv -f latin1 -t utf-8 (or the encoding it is in)"
-    )
+    return not_utf8_error(source, *where)
 
 
 def _rows_containing(cols: list[pa.Array], chars: str) -> np.ndarray | None:

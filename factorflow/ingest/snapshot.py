@@ -21,15 +21,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import DataWarning, InputError, ParameterError, check_param
 from ..progress import Progress
 from ..storage import datasets as ds
-from ..storage.datasets import SnapshotRef
 from ..storage.checksums import checksums
+from ..storage.datasets import SnapshotRef
 from ..storage.fs import atomic_dir, join, open_store, read_json, write_json
 from ..storage.layout import snapshot_dir
+from ..storage.parquet import write_table
 from .formats import FORMATS, detect_format, parse_columns, read_sample, source_size_and_hash
 from .ids import IdMap
 from .reader import FileRows, read_rows
@@ -222,20 +222,20 @@ def describe_rejects(ref: SnapshotRef) -> str | None:
     """One line saying how many rows were rejected, why, and where the rejects file is; None if none.
 
     E.g. ``3 rows rejected (2 non-numeric rating, 1 rating outside the inferred scale 1..5); see
-    STORE/datasets/NAME/SNAPSHOT/rejects.parquet``. Counts both files of a two-file ingest.
+    STORE/datasets/NAME/SNAPSHOT/rejects.parquet`` (reasons by count, then name). Counts both files
+    of a two-file ingest.
     """
     m = ref.manifest
     n = int(m.get("rows_rejected", 0)) + int((m.get("test_source") or {}).get("rows_rejected", 0))
     if not n:
         return None
-    reasons = m.get("rejects_by_reason") or {}
-    detail = f" ({', '.join(f'{c:,} {r}' for r, c in reasons.items())})" if reasons else ""
+    reasons = sorted((m.get("rejects_by_reason") or {}).items(), key=lambda rc: (-rc[1], rc[0]))
+    detail = f" ({', '.join(f'{c:,} {r}' for r, c in reasons)})" if reasons else ""
     return f"{n:,} row{'s' if n != 1 else ''} rejected{detail}; see {ref.file(ds.REJECTS_FILE)}"
 
 
 def _write_parquet(fs: Any, path: str, table: pa.Table) -> None:
-    with fs.open(path, "wb") as f:
-        pq.write_table(table, f, row_group_size=ROW_GROUP)
+    write_table(fs, path, table, row_group_size=ROW_GROUP)
 
 
 def _check_rejects(rows: FileRows, max_fraction: float) -> None:
