@@ -14,7 +14,8 @@ def test_cli_ingest_then_existing_snapshot(tmp_path, capsys):
     assert main(["ingest", str(RATINGS), "--store", store]) == 0
     first = capsys.readouterr().out.strip()
     assert "new snapshot" in first
-    assert "100,836 kept, 0 rejected, 0 duplicates; 610 users, 9,724 items; ratings 0.5..5.0" in first
+    assert "100,836 kept, 0 rejected, 0 duplicates; 610 users, 9,724 items; ratings 0.5..5.0 (scale 0.5..5, inferred)" in first
+    assert "\n" not in first  # no reject note without rejects
     assert main(["ingest", str(RATINGS), "--store", store]) == 0
     second = capsys.readouterr().out.strip()
     assert "existing snapshot" in second and first.split()[0] == second.split()[0]
@@ -43,3 +44,20 @@ def test_cli_options(tmp_path, capsys):
     assert code == 0 and out.startswith("mine/") and "1 kept, 1 rejected" in out
     assert main(["ingest", str(src), "--store", str(tmp_path / "s"), "--rating-range", "x"]) == 2
     assert "--rating-range='x'" in capsys.readouterr().err
+
+
+def test_cli_prints_the_reject_note_and_one_line_warnings(tmp_path, capsys):
+    src = tmp_path / "r.csv"
+    body = "".join(f"{u},{i},{(u + i) % 5 + 1},{u}\n" for u in range(1, 41) for i in range(1, 31))
+    src.write_text("userId,movieId,rating,timestamp\n" + body + "1,99,1e6,1\n2,99,x,2\n")
+    assert main(["ingest", str(src), "--store", str(tmp_path / "s")]) == 0
+    out, err = capsys.readouterr()
+    summary, note = out.splitlines()
+    assert "1,200 kept, 2 rejected" in summary and "(scale 1..5, inferred)" in summary
+    path = summary.rsplit(" -> ", 1)[1]
+    assert note == f"2 rows rejected (1 non-numeric rating, 1 rating outside the inferred scale 1..5); see {path}/rejects.parquet"
+    warning = (f"factorflow: warning: {src}: 1 rating(s) outside the inferred scale 1..5 rejected (lines 1202); "
+               "pass --rating-range LOW,HIGH to set the scale yourself")
+    assert err.splitlines() == [warning]
+    assert main(["ingest", str(src), "--store", str(tmp_path / "s")]) == 0  # existing snapshot: same note
+    assert capsys.readouterr().out.splitlines()[1] == note
