@@ -12,11 +12,12 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import fsspec
@@ -49,6 +50,7 @@ class FormatSpec:
     column_names: list[str] | None = None
     header: list[str] | None = None
     separators: list[str] = field(default_factory=list)
+    skip_lines: int = 0  # blank lines before the first line (header or data)
 
     @property
     def has_timestamp(self) -> bool:
@@ -56,7 +58,7 @@ class FormatSpec:
 
     @property
     def first_data_line(self) -> int:
-        return 2 if self.column_names is None else 1
+        return self.skip_lines + (2 if self.column_names is None else 1)
 
     def describe(self) -> dict[str, Any]:
         return {"format": self.name, "delimiter": self.delimiter, "columns": dict(self.roles)}
@@ -254,7 +256,8 @@ def _looks_utf16(sample: bytes) -> bool:
     return half >= 4 and max(head[0::2].count(0), head[1::2].count(0)) > 0.8 * half
 
 
-def _first_line(source: str, sample: bytes) -> str:
+def _first_line(source: str, sample: bytes) -> tuple[str, int]:
+    """The first non-blank line of the sample, and how many lines come before it."""
     if not sample.strip():
         raise InputError(f"{source}: empty file (no rows)")
     if _looks_utf16(sample):
@@ -275,9 +278,9 @@ def _first_line(source: str, sample: bytes) -> str:
     bad = sum(1 for c in text if not (c.isprintable() or c in "\r\n\t"))
     if bad > max(4, len(text) // 100):
         raise InputError(f"{source}: looks like binary data, not a text ratings file ({bad} control characters in the first {len(text)})")
-    for line in text.splitlines():
+    for k, line in enumerate(re.split(r"\r\n|\r|\n", text)):  # line ends as pyarrow sees them
         if line.strip():
-            return line
+            return line, k
     raise InputError(f"{source}: empty file (no rows)")  # pragma: no cover - caught by strip() above
 
 
@@ -322,7 +325,7 @@ def _columns_hint(fields: list[str]) -> str:
     return "user=..,item=..,rating=.."
 
 
-def _undetected(source: str, line: str) -> InputError:
+def _undetected(at: str, line: str) -> InputError:
     """The error for a first line that matches no format, with the likeliest fix."""
     if line.lstrip().startswith("<"):
         hint = "; it looks like HTML or XML, not a ratings file (a web page saved instead of the data?)"
@@ -331,18 +334,18 @@ def _undetected(source: str, line: str) -> InputError:
     else:
         hint = _delim_hint(line, ",")
     return InputError(
-        f"{source}: first line {line[:80]!r}: cannot detect the format; pass --format "
+        f"{at} {line[:80]!r}: cannot detect the format; pass --format "
         "(movielens-csv, ml100k, ml1m, or delimited with --columns user=..,item=..,rating=..[,timestamp=..])" + hint
     )
 
 
-def _check_unique(source: str, header: list[str], roles: dict[str, str]) -> None:
+def _check_unique(at: str, header: list[str], roles: dict[str, str]) -> None:
     """``InputError`` when the header has a column that a role reads more than once."""
     names = [c.strip() for c in header]
     twice = sorted({c.strip() for c in roles.values() if names.count(c.strip()) > 1})
     if twice:
         raise InputError(
-            f"{source}: line 1: header {header[:8]} names column(s) {', '.join(twice)} more than once; "
+            f"{at}: header {header[:8]} names column(s) {', '.join(twice)} more than once; "
             "rename them, or give positions with --format delimited --columns user=1,item=2,rating=3"
         )
 
@@ -395,7 +398,13 @@ def detect_format(
     """
     if fmt is not None and fmt not in FORMATS:
         raise ParameterError(f"--format={fmt!r}: must be one of {', '.join(FORMATS)}")
-    line = _first_line(source, sample)
+    line, skip = _first_line(source, sample)
+    at = f"{source}: line {skip + 1}"
+    return replace(_detect(at, line, fmt, columns, delimiter), skip_lines=skip)
+
+
+def _detect(at: str, line: str, fmt: str | None, columns: dict[str, str] | None, delimiter: str | None) -> FormatSpec:
+    """``detect_format`` on the first non-blank ``line``; ``at`` ("FILE: line N") starts its errors."""
     if fmt is None:
         if columns is not None:
             fmt = "delimited"
@@ -406,22 +415,22 @@ def detect_format(
         elif len(f := line.split("\t")) == 4 and all(_is_number(x) for x in f):
             fmt = "ml100k"
         else:
-            raise _undetected(source, line)
+            raise _undetected(at, line)
     if fmt == "ml1m":
-        return _fixed(source, line, fmt, ":", ["user", "_s1", "item", "_s2", "rating", "_s3", "timestamp"], "::")
+        return _fixed(at, line, fmt, ":", ["user", "_s1", "item", "_s2", "rating", "_s3", "timestamp"], "::")
     if fmt == "ml100k":
-        return _fixed(source, line, fmt, "\t", ["user", "item", "rating", "timestamp"], "\t")
+        return _fixed(at, line, fmt, "\t", ["user", "item", "rating", "timestamp"], "\t")
     if fmt == "movielens-csv":
         header = _split(line, ",")
         lower = {c.strip().lower(): c for c in header}
         missing = [v for v in ("userId", "movieId", "rating") if v.lower() not in lower]
         if missing:
             raise InputError(
-                f"{source}: line 1: header {header[:8]} lacks column(s) {', '.join(missing)} "
+                f"{at}: header {header[:8]} lacks column(s) {', '.join(missing)} "
                 f"(movielens-csv needs userId,movieId,rating[,timestamp])" + _delim_hint(line, ",")
             )
         roles = {r: lower[c.lower()] for r, c in _ML_CSV_HEADER.items() if c.lower() in lower}
-        _check_unique(source, header, roles)
+        _check_unique(at, header, roles)
         return FormatSpec(fmt, ",", roles, header=header)
     # delimited
     if columns is None:
@@ -439,7 +448,7 @@ def detect_format(
         bad = [v for v in columns.values() if not 1 <= int(v) <= len(fields)]
         if bad:
             raise InputError(
-                f"{source}: line 1 has {len(fields)} field(s) split on {delim!r}; --columns positions {bad} are out of range"
+                f"{at} has {len(fields)} field(s) split on {delim!r}; --columns positions {bad} are out of range"
                 + _delim_hint(line, delim)
             )
         return FormatSpec(fmt, delim, {r: f"c{v}" for r, v in columns.items()}, column_names=names)
@@ -448,20 +457,20 @@ def detect_format(
     missing = [v for v in columns.values() if v not in header and v not in stripped]
     if missing:
         raise InputError(
-            f"{source}: line 1: header {header[:8]} (split on {delim!r}) lacks column(s) {', '.join(missing)} named in --columns"
+            f"{at}: header {header[:8]} (split on {delim!r}) lacks column(s) {', '.join(missing)} named in --columns"
             + _delim_hint(line, delim)
         )
     roles = {r: v if v in header else stripped[v] for r, v in columns.items()}
-    _check_unique(source, header, roles)
+    _check_unique(at, header, roles)
     return FormatSpec(fmt, delim, roles, header=header)
 
 
-def _fixed(source: str, line: str, fmt: str, delim: str, names: list[str], shown: str) -> FormatSpec:
+def _fixed(at: str, line: str, fmt: str, delim: str, names: list[str], shown: str) -> FormatSpec:
     n = len(line.split(delim))
     if n != len(names):
         expected = len([c for c in names if not c.startswith("_s")])
         raise InputError(
-            f"{source}: line 1 {line[:80]!r} does not split into {expected} fields on {shown!r} as {fmt} needs"
+            f"{at} {line[:80]!r} does not split into {expected} fields on {shown!r} as {fmt} needs"
             + _delim_hint(line, delim)
         )
     roles = {c: c for c in names if not c.startswith("_s")}

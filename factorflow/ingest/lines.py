@@ -66,23 +66,24 @@ def _lines(source: str) -> Iterator[tuple[bytes, np.ndarray, np.ndarray, int]]:
 def find_lines(source: str, keys: np.ndarray, *, skip: int, nonblank: bool) -> tuple[np.ndarray, list[str]]:
     """Line numbers and texts (without line end) of the data lines with the given ``keys``.
 
-    The first ``skip`` lines (non-empty lines when ``nonblank``) are the header. A data line's
-    key is its 1-based physical line number, or with ``nonblank`` its 0-based ordinal among the
-    non-empty data lines (the rows pyarrow delivers when it skips empty lines). ``keys`` must be
-    sorted; raises ``LookupError`` if one is not in the file.
+    Data lines are the lines after the first ``skip`` (blank lines and the header). A data
+    line's key is its 1-based physical line number, or with ``nonblank`` its 0-based ordinal
+    among the non-empty data lines (the rows pyarrow delivers when it skips empty lines).
+    ``keys`` must be sorted; raises ``LookupError`` if one is not in the file.
     """
     want = np.asarray(keys, np.int64)
     found_lines: list[np.ndarray] = []
     texts: list[str] = []
-    ordinal = -skip  # nonblank: ordinal of the next non-empty line (negative inside the header)
+    ordinal = 0  # nonblank: the ordinal of the next non-empty data line
     for buf, starts, ends, number in _lines(source):
         numbers = number + np.arange(len(starts), dtype=np.int64)
+        data = numbers > skip
         if nonblank:
-            sel = np.flatnonzero(ends > starts)
+            sel = np.flatnonzero(data & (ends > starts))
             line_keys = ordinal + np.arange(len(sel), dtype=np.int64)
             ordinal += len(sel)
         else:
-            sel = np.flatnonzero(numbers > skip)
+            sel = np.flatnonzero(data)
             line_keys = numbers[sel]
         if not len(sel):
             continue
@@ -95,7 +96,7 @@ def find_lines(source: str, keys: np.ndarray, *, skip: int, nonblank: bool) -> t
         for p in pos:
             text = buf[starts[p] : ends[p]].decode("utf-8", errors="replace")
             texts.append(text.lstrip(_BOM) if numbers[p] == 1 else text)
-        if sum(len(x) for x in found_lines) == len(want):
+        if len(texts) == len(want):
             break
     lines = np.concatenate(found_lines) if found_lines else np.zeros(0, np.int64)
     if len(lines) != len(want):

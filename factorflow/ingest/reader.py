@@ -267,7 +267,8 @@ def _read(
             types[spec.roles["timestamp"]] = pa.int64()
         types.update({c: pa.null() for c in spec.separators})
         include = list(types)
-    read_opts = pv.ReadOptions(block_size=block_size, use_threads=not robust, column_names=spec.column_names)
+    read_opts = pv.ReadOptions(block_size=block_size, use_threads=not robust, column_names=spec.column_names,
+                               skip_rows=spec.skip_lines)
     parse_opts = pv.ParseOptions(
         delimiter=spec.delimiter,
         # fast path: no Python callback in Arrow's pool threads (one still held there at interpreter

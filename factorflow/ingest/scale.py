@@ -150,8 +150,7 @@ def apply_scale(rows: FileRows, spec: FormatSpec, scale: RatingScale) -> np.ndar
         return np.zeros(0, np.int64)
     k = np.concatenate(positions)
     keys, nonblank = rows.kept_line_keys(k)
-    skip = (0 if spec.column_names else 1) if nonblank else rows.first_line - 1
-    lines, texts = find_lines(rows.source, keys, skip=skip, nonblank=nonblank)
+    lines, texts = find_lines(rows.source, keys, skip=rows.first_line - 1, nonblank=nonblank)
     _check_located(rows.source, spec, lines, texts, np.concatenate(values), quoted=not nonblank)
     rows.drop_kept(k)
     rows.rejects.scale_label = scale.label

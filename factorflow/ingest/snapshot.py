@@ -1,7 +1,9 @@
 """Ratings file(s) → one content-addressed snapshot folder.
 
 ``ingest_source`` hashes the source, returns the existing snapshot if that id is already in
-the store (nothing parsed), else reads the file(s) (``reader``), checks the reject fraction,
+the store (nothing parsed), else reads the file(s) (``reader``), rejects the rows outside the
+declared or inferred rating scale (``scale``; a given test file gets the train file's scale),
+checks the reject fraction,
 assigns dense ids in sorted raw-id order, resolves duplicate (user, item) pairs (latest
 timestamp, then last seen), sorts by (user, item) and writes everything into a temporary
 folder that is renamed into place last (``storage.fs.atomic_dir``).
@@ -30,15 +32,16 @@ from ..storage.datasets import SnapshotRef
 from ..storage.fs import atomic_dir, join, open_store, read_json, write_json
 from ..storage.layout import snapshot_dir
 from ..storage.parquet import write_table
-from .formats import FORMATS, detect_format, parse_columns, read_sample, source_size_and_hash
+from .formats import FORMATS, FormatSpec, detect_format, parse_columns, read_sample, source_size_and_hash
 from .ids import IdMap
 from .reader import FileRows, read_rows
-from .scale import COMMON_SCALES, RatingScale, apply_scale, declared_scale, infer_scale, kept_ratings
+from .scale import RatingScale, apply_scale, declared_scale, infer_scale, kept_ratings
 
 SCHEMA_VERSION = 1
 ROW_GROUP = 1 << 20
 MAX_RATING_VALUES = 100
 _COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zip")
+_STAR_SCALES = {(1.0, 5.0), (0.5, 5.0), (0.0, 5.0)}
 
 
 def default_name(source: str) -> str:
@@ -259,12 +262,14 @@ def _pct(x: float) -> str:
 
 
 def _inferred_scale(rows: FileRows) -> RatingScale:
-    """The scale the kept ratings of the train file show (no kept rows: the reject check reports it)."""
+    """The scale the kept ratings of the train file show."""
     r = kept_ratings(rows)
-    return infer_scale(r) if len(r) else RatingScale(-np.inf, np.inf, "none")
+    if not len(r):  # nothing to infer from; _check_rejects reports the file
+        return RatingScale(-np.inf, np.inf, "none")
+    return infer_scale(r)
 
 
-def _apply_scale(rows: FileRows, spec: Any, scale: RatingScale) -> int:
+def _apply_scale(rows: FileRows, spec: FormatSpec, scale: RatingScale) -> int:
     """Reject the rows outside an inferred ``scale`` (a declared one was applied while reading)."""
     if scale.declared or not rows.n_valid:
         return 0
@@ -320,7 +325,7 @@ def _warn_odd_ratings(source: str, scale: RatingScale, values: np.ndarray) -> No
     odd = []
     if scale.rule != "common scale":
         odd.append(f"they fit no common rating scale, so the scale is the bulk ± its width: {scale.label}")
-    elif (scale.low, scale.high) in COMMON_SCALES[2:5] and not np.all(values * 2 == np.round(values * 2)):
+    elif (scale.low, scale.high) in _STAR_SCALES and not np.all(values * 2 == np.round(values * 2)):
         odd.append(f"values that are not half stars on the {scale.label} scale")
     if len(values) == 1:
         odd.append(f"all are {values[0]:g}, so there is no preference to learn")
@@ -328,7 +333,7 @@ def _warn_odd_ratings(source: str, scale: RatingScale, values: np.ndarray) -> No
         warnings.warn(
             f"{source}: ratings look unusual ({'; '.join(odd)}); pass --rating-range LOW,HIGH to set the scale",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
