@@ -42,6 +42,10 @@ Ids are int64 when every id of a side is a canonical integer within int64, else 
 as written (so ``1.0`` and ``1`` are different ids).
 
 ``describe_rejects(ref)`` gives the one-line note on a snapshot's rejects that the CLI prints.
+
+pyarrow parses local plain and gzip files natively; a zip member or a remote file is first
+decompressed into a local temporary file, so Arrow never holds a Python object (see
+``formats.arrow_input``: one released during interpreter exit aborted the process).
 """
 
 from __future__ import annotations
