@@ -97,7 +97,8 @@ def test_dead_prefect_api_url_is_one_line(small_csv, tmp_path):
     assert "Traceback" not in proc.stderr
     [line] = error_lines(proc.stderr)
     assert line.startswith(f"factorflow: error: PREFECT_API_URL={url}: no Prefect API answers there")
-    assert not (tmp_path / "store").exists()
+    store = tmp_path / "store"  # checked writable before the API; nothing written into it
+    assert not store.exists() or not any(store.iterdir())
     assert time.monotonic() - t0 < 120
 
 
