@@ -157,7 +157,7 @@ def ingest_source(
     test = None
     if test_source:
         test_spec = detect_format(test_source, read_sample(test_source), fmt or spec.name, cols, delimiter)
-        test = read_rows(test_source, test_spec, users, items, rating_range, progress, total)
+        test = read_rows(test_source, test_spec, users, items, rating_range, _after(progress, nbytes), total)
         n_outside += _apply_scale(test, test_spec, scale)  # the train file's scale
         _check_rejects(test, max_reject_fraction)
     files = [train] + ([test] if test else [])
@@ -219,6 +219,13 @@ def ingest_source(
     except FileExistsError:  # a concurrent ingest of the same bytes won: same content
         return SnapshotRef(store, name, snap, path, read_json(fs, join(path, ds.MANIFEST_FILE)), reused=True)
     return SnapshotRef(store, name, snap, path, manifest, reused=False)
+
+
+def _after(progress: Progress | None, offset: int) -> Progress | None:
+    """``progress`` for a second file: its bytes count after the first file's ``offset``."""
+    if progress is None:
+        return None
+    return lambda done, total, message="": progress(offset + done, total, message)
 
 
 def describe_rejects(ref: SnapshotRef) -> str | None:
