@@ -288,44 +288,46 @@ def _read(
     acc = _Acc()
     rejects = Rejects()
     n_delivered = 0
+    # Never closed here: an abandoned threaded reader may still be reading ahead from it, and a
+    # closed file descriptor is reused by the next open (the robust pass lost rows to that).
+    # Arrow closes the file when it lets go of its last reference.
     stream, bytes_read = inp.open()
-    with stream:
-        try:
-            reader = pv.open_csv(
-                stream,
-                read_options=read_opts,
-                parse_options=parse_opts,
-                convert_options=conv_opts,
-            )
-            for batch in reader:
-                if not robust:
-                    _fast_batch(batch, spec, users, items, rating_range, acc)
-                else:
-                    _robust_batch(batch, spec, users, items, rating_range, acc, rejects, n_delivered, invalid_lines)
-                    last = int(_lines_of(np.array([n_delivered + batch.num_rows - 1]), spec.first_data_line, invalid_lines)[0])
-                    _check_multiline(source, batch, n_delivered, spec.first_data_line, invalid_lines, multiline, last)
-                n_delivered += batch.num_rows
-                if bytes_read is not None:
-                    report(progress, bytes_read(), total_bytes, source)
-            _check_multiline(source, None, n_delivered, spec.first_data_line, invalid_lines, multiline, None)
+    try:
+        reader = pv.open_csv(
+            stream,
+            read_options=read_opts,
+            parse_options=parse_opts,
+            convert_options=conv_opts,
+        )
+        for batch in reader:
+            if not robust:
+                _fast_batch(batch, spec, users, items, rating_range, acc)
+            else:
+                _robust_batch(batch, spec, users, items, rating_range, acc, rejects, n_delivered, invalid_lines)
+                last = int(_lines_of(np.array([n_delivered + batch.num_rows - 1]), spec.first_data_line, invalid_lines)[0])
+                _check_multiline(source, batch, n_delivered, spec.first_data_line, invalid_lines, multiline, last)
+            n_delivered += batch.num_rows
             if bytes_read is not None:
                 report(progress, bytes_read(), total_bytes, source)
-        except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
-            if not robust:
-                raise _NeedRobust from exc
-            msg = str(exc).splitlines()[0]
-            if "UTF8" in msg or "utf8" in msg.lower():
-                raise _not_utf8(source, msg) from None
-            raise InputError(f"{source}: cannot parse as {spec.name} ({msg})") from None
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{source}: cannot read or decompress ({exc})") from None
-        finally:
-            # Arrow may drop its reference to ``on_invalid`` from a pool thread after an error; if
-            # that happens while the interpreter exits, the thread cannot take the GIL and the
-            # process aborts (exit 134 after the one-line error). So drop ours and wait for it.
-            reader = parse_opts = on_invalid = None
-            if robust and not handler_released.wait(_HANDLER_RELEASE_TIMEOUT):
-                _log.warning("pyarrow still holds the CSV reader of %s", source)
+        _check_multiline(source, None, n_delivered, spec.first_data_line, invalid_lines, multiline, None)
+        if bytes_read is not None:
+            report(progress, bytes_read(), total_bytes, source)
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        if not robust:
+            raise _NeedRobust from exc
+        msg = str(exc).splitlines()[0]
+        if "UTF8" in msg or "utf8" in msg.lower():
+            raise _not_utf8(source, msg) from None
+        raise InputError(f"{source}: cannot parse as {spec.name} ({msg})") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{source}: cannot read or decompress ({exc})") from None
+    finally:
+        # Arrow may drop its reference to ``on_invalid`` from a pool thread after an error; if
+        # that happens while the interpreter exits, the thread cannot take the GIL and the
+        # process aborts (exit 134 after the one-line error). So drop ours and wait for it.
+        reader = parse_opts = on_invalid = stream = None
+        if robust and not handler_released.wait(_HANDLER_RELEASE_TIMEOUT):
+            _log.warning("pyarrow still holds the CSV reader of %s", source)
     bad = [k for k, text in enumerate(invalid_texts) if text.strip()]  # whitespace-only lines are blank
     if bad:
         lines = np.asarray(invalid_lines, np.int64)[bad]
