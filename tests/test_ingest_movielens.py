@@ -19,6 +19,9 @@ def test_ml_latest_small_round_trip(tmp_path):
     assert (m["rows_read"], m["rows_kept"], m["rows_rejected"], m["rows_duplicate"]) == (100_836, 100_836, 0, 0)
     assert (m["n_users"], m["n_items"]) == (610, 9_724)
     assert (m["rating_min"], m["rating_max"]) == (0.5, 5.0)
+    assert m["rating_range"] == [0.5, 5.0] and m["rating_range_declared"] is False
+    assert m["rating_range_inferred_from"] == {"rule": "common scale", "bulk": [0.5, 5.0], "set_aside_each_side": 101,
+                                               "n_ratings": 100_836}
     assert m["rating_values"] == [0.5 * k for k in range(1, 11)]
     assert read_rejects(ref).num_rows == 0 and m["read_path"] == "fast"
 
@@ -34,3 +37,12 @@ def test_ml_latest_small_round_trip(tmp_path):
     np.testing.assert_array_equal(items["item_id"].to_numpy()[ratings["item_idx"]], expected["movieId"])
     np.testing.assert_array_equal(ratings["rating"], expected["rating"].astype(np.float32))
     np.testing.assert_array_equal(ratings["timestamp"], expected["timestamp"])
+
+
+def test_synthetic_half_stars_keep_every_row(tmp_path):
+    from factorflow.synth import write_synthetic_csv
+
+    src = str(tmp_path / "synthetic.csv")
+    write_synthetic_csv(src, n_users=300, n_items=200, n_ratings=20_000, seed=3)
+    m = ingest_source(src, str(tmp_path / "store")).manifest
+    assert (m["rows_kept"], m["rows_rejected"], m["rating_range"]) == (20_000, 0, [0.5, 5.0])
