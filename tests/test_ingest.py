@@ -500,6 +500,13 @@ def test_infer_scale_widens_to_a_neighbour_for_rare_edge_values():
     assert _scale(list(np.arange(500) % 5 + 1) + [0.5, 1e6]) == (0.5, 5.0, "common scale")
 
 
+def test_infer_scale_from_a_one_value_bulk_uses_the_whole_range_when_a_common_scale_holds_it():
+    """Hypothesis found six 0.5s and a 1.5 rejecting the 1.5 (bulk 0.5..0.5 → scale 0..1)."""
+    assert _scale([0.5] * 6 + [1.5]) == (0.5, 5.0, "common scale")
+    assert _scale([1.0] * 30 + [7]) == (1.0, 7.0, "common scale")
+    assert _scale([4.0] * 1000 + [1e6]) == (1.0, 5.0, "common scale")  # no common scale holds 1e6
+
+
 def test_infer_scale_without_a_common_scale_keeps_all_but_gross_outliers():
     s = infer_scale(np.arange(101, 249, dtype=np.float32))
     assert (s.low, s.high, s.rule, s.bulk) == (102 - 145, 247 + 145, "bulk ± width", (102.0, 247.0))

@@ -4,6 +4,9 @@ Inference rule (:func:`infer_scale`), on the n kept ratings of the (train) file:
 
 1. **Bulk.** Set aside the k = max(1, ceil(0.001·n)) smallest and k largest values; the rest span
    the bulk [lo_b, hi_b]. When n ≤ 2k + 2 the bulk is the whole range (too few values to tell).
+   A bulk of one value says nothing about the scale's width: then the whole range is the bulk
+   if a common scale holds it (six 0.5s and a 1.5 are half stars, 0.5..5), else the one value
+   is (a thousand 4s and a 1e6: 1..5, and the 1e6 is rejected).
 2. **Snap.** Take the narrowest common rating scale in :data:`COMMON_SCALES` that contains the
    bulk (e.g. 1..5, 0.5..5, 1..10, -10..10 for Jester, 0..100).
 3. **Widen to a neighbour.** Among the common scales that contain that one and are at most 25%
@@ -114,12 +117,14 @@ def infer_scale(r: np.ndarray) -> RatingScale:
     if len(r) == 0:
         raise ValueError("infer_scale needs at least one rating")
     lo_b, hi_b, k = bulk_of(r)
+    lo, hi = float(r.min()), float(r.max())
+    if lo_b == hi_b and k and any(s[0] <= lo and hi <= s[1] for s in COMMON_SCALES):
+        lo_b, hi_b, k = lo, hi, 0
     fits = sorted((s for s in COMMON_SCALES if s[0] <= lo_b and hi_b <= s[1]), key=lambda s: s[1] - s[0])
     if not fits:
         w = hi_b - lo_b or max(1.0, abs(lo_b), abs(hi_b))
         return RatingScale(lo_b - w, hi_b + w, "bulk ± width", (lo_b, hi_b), k, len(r))
     best = fits[0]
-    lo, hi = float(r.min()), float(r.max())
     if not (best[0] <= lo and hi <= best[1]):
         width = best[1] - best[0]
         neighbours = [s for s in fits if s[0] <= best[0] and best[1] <= s[1] and s[1] - s[0] <= NEIGHBOUR_WIDTH * width]
