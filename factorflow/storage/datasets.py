@@ -112,7 +112,7 @@ def resolve_snapshot(store: str, name: str, snapshot: str | None = None) -> Snap
 
 
 def _read_parquet(ref: SnapshotRef, filename: str, columns: list[str] | None = None) -> Any:
-
+    """A snapshot table, checked against the manifest's checksums first."""
     fs, _ = open_store(ref.store)
     path = ref.file(filename)
     if not fs.exists(path):

@@ -38,9 +38,8 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
                          n: int = 10) -> str:
     """Top-``n`` unseen items (the candidate filter of ``factorflow recommend``) for
     every user → ``recommendations.parquet``."""
-    import pyarrow.compute as pc
-
     import numpy as np
+    import pyarrow.compute as pc
 
     from ..candidates import candidate_mask
     from ..recommend import attach_raw_ids, recommend_all
@@ -75,12 +74,12 @@ def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, 
     ``ModelRejectedError`` says why in one line.
     """
 
+    from ..errors import ModelRejectedError, NotFoundError
+    from ..evaluation import publish_blockers
     from ..splits import SplitRef, train_csr
     from ..storage.arrays import load_factors
     from ..storage.datasets import SnapshotRef, read_ids
     from ..storage.fs import open_path
-    from ..errors import ModelRejectedError, NotFoundError
-    from ..evaluation import publish_blockers
     from ..storage.registry import current_version, publish
 
     snap = SnapshotRef.from_dict(snapshot)
