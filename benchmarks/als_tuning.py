@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from factorflow.metrics import rating_metrics
+from factorflow.evaluation.metrics import rating_metrics
 from factorflow.models.als import ALS, ALSConfig
 from factorflow.models.baselines import BiasBaseline, GlobalMean
 

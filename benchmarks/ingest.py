@@ -1,10 +1,10 @@
 """Ingest benchmark: factorflow ingest vs. plain pyarrow read_csv + write_table.
 
 Generates (once, cached under --data-dir) a synthetic MovieLens-20M-shaped CSV with
-``factorflow.synth.write_synthetic_csv``, then runs each contender in its own subprocess so
+``factorflow.data.synth.write_synthetic_csv``, then runs each contender in its own subprocess so
 that peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss`` reported by the child) is per run:
 
-* ``ingest``: ``factorflow.ingest.ingest_source`` into a fresh store (hash, parse, validate,
+* ``ingest``: ``factorflow.data.ingest.ingest_source`` into a fresh store (hash, parse, validate,
   id mapping, duplicate resolution, sort, Parquet + manifest);
 * ``reference``: ``pyarrow.csv.read_csv`` of the whole file + ``pyarrow.parquet.write_table``.
 
@@ -41,7 +41,7 @@ def shape_for(rows: int) -> tuple[int, int]:
 
 
 def ensure_csv(data_dir: str, rows: int, seed: int = 0) -> str:
-    from factorflow.synth import write_synthetic_csv
+    from factorflow.data.synth import write_synthetic_csv
 
     os.makedirs(data_dir, exist_ok=True)
     path = os.path.join(data_dir, f"synthetic-{rows}-s{seed}.csv")
@@ -60,7 +60,7 @@ def _peak_rss_mb() -> float:
 
 
 def child_ingest(csv: str, work: str) -> dict:
-    from factorflow.ingest import ingest_source
+    from factorflow.data.ingest import ingest_source
 
     t0 = time.perf_counter()
     ref = ingest_source(csv, os.path.join(work, "store"), "bench")

@@ -21,7 +21,7 @@ SHAPE = (20_000, 4_000, 32)  # users, items, rank: ~0.2 s per publish
 
 def make_factors(seed: int):
     """The factors published for ``seed`` (the test recomputes them to compare)."""
-    from factorflow.models.base import FactorArrays
+    from factorflow.factors import FactorArrays
 
     n_users, n_items, k = SHAPE
     rng = np.random.default_rng(seed)

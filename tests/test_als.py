@@ -19,7 +19,8 @@ from factorflow.models.als import (
     solve_block_reference,
     train_csr_parts,
 )
-from factorflow.models.base import FactorArrays, FactorModel
+from factorflow.factors import FactorArrays
+from factorflow.models.base import FactorModel
 
 
 def random_csr(n_rows: int, n_cols: int, density: float, seed: int, empty_rows=(), empty_cols=()):
@@ -213,7 +214,7 @@ def test_config_validation_names_the_parameter(field, value):
 
 
 def test_defaults_on_ml_latest_small_beat_the_bias_baseline(ml_small_split):
-    from factorflow.metrics import rating_metrics
+    from factorflow.evaluation.metrics import rating_metrics
     from factorflow.models.baselines import BiasBaseline
 
     train, tu, ti, tr = ml_small_split

@@ -15,8 +15,8 @@ CONFIG = ALSConfig(rank=8, reg=0.1, sweeps=3, weighted=True, seed=3)
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
-    from factorflow.ingest import ingest_source
-    from factorflow.splits import make_split
+    from factorflow.data.ingest import ingest_source
+    from factorflow.data.splits import make_split
 
     store = str(tmp_path_factory.mktemp("store"))
     return make_split(ingest_source(str(DATA), store, "ml"), "random", test_fraction=0.2, seed=1)
@@ -24,16 +24,16 @@ def split(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def serial(split):
-    from factorflow.splits import train_csr
+    from factorflow.data.splits import train_csr
 
     return ALS(CONFIG).fit(train_csr(split))
 
 
 @pytest.mark.parametrize("n_workers,n_blocks", [(1, 4), (2, 7)])
 def test_dask_matches_serial(split, serial, n_workers, n_blocks):
-    from factorflow.parallel.als_dask import fit_als_dask
+    from factorflow.parallel.block_driver import fit_als_dask
     from factorflow.parallel.cluster import dask_client
-    from factorflow.partitions import build_partitions
+    from factorflow.data.partitions import build_partitions
 
     parts = build_partitions(split, n_blocks)
     with dask_client(n_workers=n_workers) as client:

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from factorflow.errors import ParameterError
-from factorflow.metrics import rating_metrics
+from factorflow.evaluation.metrics import rating_metrics
 from factorflow.models.base import FactorModel
 from factorflow.models.baselines import BiasBaseline, GlobalMean
 

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from factorflow.errors import InputError
-from factorflow.models.base import FactorArrays
+from factorflow.factors import FactorArrays
 from factorflow.storage import registry as reg
 
 PACKAGE = Path(__file__).parents[1] / "factorflow"
@@ -77,10 +77,10 @@ def test_recommend_on_a_corrupted_model_is_one_line(tmp_path, capsys):
 
 
 def test_snapshot_split_and_partitions_are_verified(tmp_path):
-    from factorflow.ingest import ingest_source
-    from factorflow.partitions import build_partitions, load_block
-    from factorflow.splits import make_split, read_train
-    from factorflow.synth import write_synthetic_csv
+    from factorflow.data.ingest import ingest_source
+    from factorflow.data.partitions import build_partitions, load_block
+    from factorflow.data.splits import make_split, read_train
+    from factorflow.data.synth import write_synthetic_csv
 
     src = tmp_path / "r.csv"
     write_synthetic_csv(str(src), 60, 40, 1500, seed=1)

@@ -55,7 +55,7 @@ def test_os_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
 
 
 def test_titles_read_movielens_100k_u_item(tmp_path):
-    from factorflow.titles import read_titles
+    from factorflow.serving.titles import read_titles
 
     u_item = tmp_path / "u.item"
     u_item.write_bytes("1|Toy Story (1995)|01-Jan-1995||http://x|0|0\n"
@@ -68,7 +68,7 @@ def test_titles_read_movielens_100k_u_item(tmp_path):
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """A tiny published model (bias baseline: no Dask, quick)."""
-    from factorflow.synth import write_synthetic_csv
+    from factorflow.data.synth import write_synthetic_csv
 
     d = tmp_path_factory.mktemp("pub")
     write_synthetic_csv(str(d / "r.csv"), 200, 100, 8_000, seed=2)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def small_csv(tmp_path_factory) -> Path:
-    from factorflow.synth import write_synthetic_csv
+    from factorflow.data.synth import write_synthetic_csv
 
     path = tmp_path_factory.mktemp("data") / "small.csv"
     write_synthetic_csv(str(path), 400, 300, 30_000, seed=3)

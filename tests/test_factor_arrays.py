@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from factorflow.models.base import FactorArrays
+from factorflow.factors import FactorArrays
 
 
 def test_predict_is_the_biased_dot_product_in_any_chunking():

@@ -56,9 +56,9 @@ def _assert_same_factors(got, want) -> None:
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    from factorflow.ingest import ingest_source
-    from factorflow.partitions import build_partitions
-    from factorflow.splits import make_split
+    from factorflow.data.ingest import ingest_source
+    from factorflow.data.partitions import build_partitions
+    from factorflow.data.splits import make_split
 
     store = str(tmp_path_factory.mktemp("store"))
     split = make_split(ingest_source(str(DATA), store, "ml"), "random", test_fraction=0.2, seed=1)
@@ -70,7 +70,7 @@ def reference(parts):
     """The undisturbed fit: same seed, in-process threads, no fault."""
     from distributed import Client, LocalCluster
 
-    from factorflow.parallel.als_dask import fit_als_dask
+    from factorflow.parallel.block_driver import fit_als_dask
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
@@ -181,7 +181,7 @@ def client(dask_procs):
 
 def test_worker_killed_between_sweeps(parts, reference, dask_procs, client):
     """SIGKILL one of two workers right after sweep 2 of 6 (the next scatter races the death)."""
-    from factorflow.parallel.als_dask import fit_als_dask
+    from factorflow.parallel.block_driver import fit_als_dask
 
     victim_address = min(client.scheduler_info()["workers"])
     victim = dask_procs.worker_process(client, victim_address)
@@ -207,7 +207,7 @@ def test_worker_killed_while_solving(parts, reference, dask_procs, client):
     scattered factors, so the half-sweep may lose them and be re-run)."""
     from distributed import Client
 
-    from factorflow.parallel.als_dask import fit_als_dask
+    from factorflow.parallel.block_driver import fit_als_dask
 
     started = threading.Event()
     done = threading.Event()
@@ -425,7 +425,7 @@ class FlakyLocalFileSystem(LocalFileSystem):
 def flaky_parts(parts):
     import fsspec
 
-    from factorflow.partitions import PartitionsRef
+    from factorflow.data.partitions import PartitionsRef
 
     fsspec.register_implementation("flaky", FlakyLocalFileSystem, clobber=True)
     FlakyLocalFileSystem.reset()
@@ -434,16 +434,16 @@ def flaky_parts(parts):
 
 
 def _retry_records(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "factorflow.partitions" and "retrying" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if r.name == "factorflow.data.partitions" and "retrying" in r.getMessage()]
 
 
 def test_transient_block_read_error_is_retried(flaky_parts, reference, caplog):
     from distributed import Client, LocalCluster
 
-    from factorflow.parallel.als_dask import fit_als_dask
+    from factorflow.parallel.block_driver import fit_als_dask
 
     FlakyLocalFileSystem.reset(**{"user_001.npz": 1, "item_004.npz": 2})
-    with caplog.at_level(logging.WARNING, logger="factorflow.partitions"), \
+    with caplog.at_level(logging.WARNING, logger="factorflow.data.partitions"), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         factors, history = fit_als_dask(client, flaky_parts, _config())
@@ -458,11 +458,11 @@ def test_transient_block_read_error_is_retried(flaky_parts, reference, caplog):
 
 
 def test_block_read_gives_up_after_bounded_retries(flaky_parts, caplog):
-    from factorflow.partitions import LOAD_ATTEMPTS, load_block
+    from factorflow.data.partitions import LOAD_ATTEMPTS, load_block
 
     FlakyLocalFileSystem.reset(**{"user_000.npz": 100})
     t0 = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="factorflow.partitions"), \
+    with caplog.at_level(logging.WARNING, logger="factorflow.data.partitions"), \
             pytest.raises(OSError, match="injected I/O error"):
         load_block(flaky_parts.path, "user", 0)
     assert FlakyLocalFileSystem.opens["user_000.npz"] == LOAD_ATTEMPTS
@@ -472,9 +472,9 @@ def test_block_read_gives_up_after_bounded_retries(flaky_parts, caplog):
 
 def test_user_errors_are_not_retried(flaky_parts, parts, tmp_path, caplog):
     from factorflow.errors import InputError, NotFoundError
-    from factorflow.partitions import load_block
+    from factorflow.data.partitions import load_block
 
-    caplog.set_level(logging.WARNING, logger="factorflow.partitions")
+    caplog.set_level(logging.WARNING, logger="factorflow.data.partitions")
     FlakyLocalFileSystem.reset(**{"user_000.npz": 1})
     FlakyLocalFileSystem.errors["user_000.npz"] = PermissionError
     with pytest.raises(PermissionError):

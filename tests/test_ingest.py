@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 
 from factorflow.errors import DataWarning, InputError, NotFoundError, ParameterError
-from factorflow.ingest import default_name, describe_rejects, infer_scale, ingest_source, reader, snapshot
-from factorflow.ingest.formats import detect_format, read_sample
-from factorflow.ingest.ids import IdMap
+from factorflow.data.ingest import default_name, describe_rejects, infer_scale, ingest_source, reader, snapshot
+from factorflow.data.ingest.formats import detect_format, read_sample
+from factorflow.data.ingest.ids import IdMap
 from factorflow.storage.datasets import (
     SnapshotRef,
     read_given_test,

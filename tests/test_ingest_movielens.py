@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from factorflow.ingest import ingest_source
+from factorflow.data.ingest import ingest_source
 from factorflow.storage.datasets import read_ids, read_ratings, read_rejects
 
 RATINGS = Path(__file__).parent / "data" / "ml-latest-small" / "ratings.csv"
@@ -40,7 +40,7 @@ def test_ml_latest_small_round_trip(tmp_path):
 
 
 def test_synthetic_half_stars_keep_every_row(tmp_path):
-    from factorflow.synth import write_synthetic_csv
+    from factorflow.data.synth import write_synthetic_csv
 
     src = str(tmp_path / "synthetic.csv")
     write_synthetic_csv(src, n_users=300, n_items=200, n_ratings=20_000, seed=3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from factorflow.ingest import ingest_source
+from factorflow.data.ingest import ingest_source
 
 
 def test_two_file_ingest_progress_reaches_the_total(tmp_path):

@@ -10,8 +10,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from factorflow.ingest import ingest_source
-from factorflow.ingest.ids import IdMap
+from factorflow.data.ingest import ingest_source
+from factorflow.data.ingest.ids import IdMap
 from factorflow.storage.datasets import read_ids, read_ratings, read_rejects
 
 ids = st.one_of(

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
-from factorflow.metrics import evaluate, rating_metrics, topn_metrics
+from factorflow.evaluation.metrics import evaluate, rating_metrics, topn_metrics
 from factorflow.models.als import ALS, ALSConfig
-from factorflow.models.base import FactorArrays
+from factorflow.factors import FactorArrays
 
 
 def tiny_factors() -> FactorArrays:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from factorflow.cli import main
 from factorflow.errors import NotFoundError, ParameterError
-from factorflow.ingest import ingest_source
-from factorflow.partitions import (
+from factorflow.data.ingest import ingest_source
+from factorflow.data.partitions import (
     PartitionsRef,
     assemble,
     balanced_boundaries,
@@ -24,8 +24,8 @@ from factorflow.partitions import (
     load_block,
     load_partitions,
 )
-from factorflow.splits import make_split, read_train, train_csr
-from factorflow.synth import write_synthetic_csv
+from factorflow.data.splits import make_split, read_train, train_csr
+from factorflow.data.synth import write_synthetic_csv
 
 ML_SMALL = os.path.join(os.path.dirname(__file__), "data", "ml-latest-small", "ratings.csv")
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from cli_env import error_lines, run_cli
 
-from factorflow.evaluation import publish_blockers
-from factorflow.models.base import FactorArrays
+from factorflow.evaluation.report import publish_blockers
+from factorflow.factors import FactorArrays
 
 
 def _factors(k: int = 2, value: float = 0.1) -> FactorArrays:
@@ -53,7 +53,7 @@ def test_the_global_mean_model_is_not_compared_with_itself():
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """A store whose model 'als' is published from learnable synthetic data."""
-    from factorflow.synth import write_synthetic_csv
+    from factorflow.data.synth import write_synthetic_csv
 
     d = tmp_path_factory.mktemp("gate")
     src = d / "train.csv"

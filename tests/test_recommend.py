@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
-from factorflow import recommend as rec
+from factorflow.serving import topn as rec
 from factorflow.cli import main
-from factorflow.models.base import FactorArrays
+from factorflow.factors import FactorArrays
 from factorflow.storage import registry as reg
 
 

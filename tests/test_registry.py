@@ -13,8 +13,8 @@ import pytest
 import scipy.sparse as sp
 
 from factorflow.errors import NotFoundError, ParameterError
-from factorflow.models.base import FactorArrays
-from factorflow.storage import factors as ft
+from factorflow.factors import FactorArrays
+from factorflow.storage import tables as ft
 from factorflow.storage import registry as reg
 
 

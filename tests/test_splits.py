@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from factorflow.errors import ParameterError
-from factorflow.splits import (
+from factorflow.data.splits import (
     load_split,
     make_split,
     random_mask,
@@ -277,7 +277,7 @@ def test_ml_latest_small_random_split(tmp_path):
 
 
 def test_split_of_ingested_snapshot_matches_direct_snapshot(tmp_path):
-    from factorflow.ingest import ingest_source
+    from factorflow.data.ingest import ingest_source
 
     snap = ingest_source(ML_SMALL, str(tmp_path / "store"), "ml")
     ref = make_split(snap, "random", test_fraction=0.2, seed=42)
@@ -320,7 +320,7 @@ def test_fast_sorted_path_equals_general_path():
 ])
 def test_empty_split_part_is_a_one_line_error(ml_snapshot_for_empty, kwargs, part):
     from factorflow.errors import ParameterError
-    from factorflow.splits import make_split
+    from factorflow.data.splits import make_split
 
     kind = kwargs.pop("kind")
     with pytest.raises(ParameterError, match=f"its {part} part would be empty"):
@@ -328,7 +328,7 @@ def test_empty_split_part_is_a_one_line_error(ml_snapshot_for_empty, kwargs, par
 
 
 def test_split_ids_distinguish_close_fractions():
-    from factorflow.splits import split_id
+    from factorflow.data.splits import split_id
 
     assert split_id("random", test_fraction=0.1, seed=1) != split_id("random", test_fraction=0.1000001, seed=1)
     assert split_id("random", test_fraction=0.2, seed=42) == "random-f0.2-s42"
@@ -336,7 +336,7 @@ def test_split_ids_distinguish_close_fractions():
 
 @pytest.fixture(scope="module")
 def ml_snapshot_for_empty(tmp_path_factory):
-    from factorflow.ingest import ingest_source
+    from factorflow.data.ingest import ingest_source
 
     return ingest_source(str(ML_RATINGS_FOR_EMPTY), str(tmp_path_factory.mktemp("store")), "ml")
 

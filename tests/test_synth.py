@@ -10,7 +10,7 @@ import pytest
 
 from factorflow.cli import main
 from factorflow.errors import ParameterError
-from factorflow.synth import GLOBAL_MEAN, write_synthetic_csv
+from factorflow.data.synth import GLOBAL_MEAN, write_synthetic_csv
 
 N_USERS, N_ITEMS, N_RATINGS = 1500, 2000, 180_000
 

@@ -13,15 +13,15 @@ DATA = Path(__file__).parent / "data" / "ml-latest-small" / "ratings.csv"
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
-    from factorflow.ingest import ingest_source
-    from factorflow.splits import make_split
+    from factorflow.data.ingest import ingest_source
+    from factorflow.data.splits import make_split
 
     store = str(tmp_path_factory.mktemp("store"))
     return make_split(ingest_source(str(DATA), store, "ml"), "random", test_fraction=0.2, seed=5)
 
 
 def test_serial_als_records_a_learning_curve_on_the_named_split(split):
-    from factorflow.training import train_model
+    from factorflow.pipeline.train import train_model
 
     result = train_model("als", {"rank": 8, "sweeps": 3}, split)
     assert result.kind == "als" and result.params["rank"] == 8 and result.params["sweeps"] == 3
@@ -32,8 +32,8 @@ def test_serial_als_records_a_learning_curve_on_the_named_split(split):
 
 
 def test_evaluate_on_split_reports_model_and_baselines(split):
-    from factorflow.evaluation import evaluate_on_split, format_table, metrics_rows
-    from factorflow.training import train_model
+    from factorflow.evaluation.report import evaluate_on_split, format_table, metrics_rows
+    from factorflow.pipeline.train import train_model
 
     factors = train_model("als", {"rank": 8, "sweeps": 5}, split).factors
     m = evaluate_on_split(factors, split, rating_range=(0.5, 5.0), top_n=10)
@@ -50,7 +50,7 @@ def test_evaluate_on_split_reports_model_and_baselines(split):
 
 
 def test_non_iterative_model_trains_through_the_same_path(split):
-    from factorflow.training import train_model
+    from factorflow.pipeline.train import train_model
 
     result = train_model("bias", {"rank": 5}, split)  # hyper-parameters it does not take are ignored
     assert result.kind == "bias" and result.history == []
@@ -58,8 +58,8 @@ def test_non_iterative_model_trains_through_the_same_path(split):
 
 
 def test_top_n_other_than_10_keeps_the_stable_at_10_keys(split):
-    from factorflow.evaluation import evaluate_on_split
-    from factorflow.training import train_model
+    from factorflow.evaluation.report import evaluate_on_split
+    from factorflow.pipeline.train import train_model
 
     factors = train_model("als", {"rank": 4, "sweeps": 2}, split).factors
     m = evaluate_on_split(factors, split, rating_range=(0.5, 5.0), top_n=20, baselines=())

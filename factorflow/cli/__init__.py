@@ -21,8 +21,8 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from ..errors import FactorflowError
+from factorflow import __version__
+from factorflow.errors import FactorflowError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ def add_store_arg(parser: argparse.ArgumentParser) -> None:
 
 def parse_pairs(text: str | None, param: str) -> dict[str, str] | None:
     """``"a=x,b=y"`` → ``{"a": "x", "b": "y"}`` (ParameterError naming ``param`` if malformed)."""
-    from ..errors import ParameterError
+    from factorflow.errors import ParameterError
 
     if not text:
         return None
@@ -34,7 +34,7 @@ def parse_pairs(text: str | None, param: str) -> dict[str, str] | None:
 
 def parse_range(text: str | None, param: str) -> tuple[float, float] | None:
     """``"0.5,5"`` → ``(0.5, 5.0)`` with low < high."""
-    from ..errors import ParameterError
+    from factorflow.errors import ParameterError
 
     if not text:
         return None
@@ -67,8 +67,8 @@ def ingest_options(args: argparse.Namespace, dataset: str | None = None):
     """The ``IngestOptions`` built from ``add_ingest_args`` options."""
     from pydantic import ValidationError
 
-    from ..config import IngestOptions
-    from ..errors import ParameterError
+    from factorflow.config import IngestOptions
+    from factorflow.errors import ParameterError
 
     try:
         return IngestOptions(
@@ -98,8 +98,8 @@ def one_line(exc: Exception, options: dict[str, str] | None = None) -> str:
 
 def ensure_writable_store(store: str) -> None:
     """Create the store folder and prove a file can be written there, else a one-line error."""
-    from ..errors import ParameterError
-    from ..storage.fs import probe_writable
+    from factorflow.errors import ParameterError
+    from factorflow.storage.fs import probe_writable
 
     try:
         probe_writable(store)
@@ -116,7 +116,7 @@ class _NoUserErrorTraceback(logging.Formatter):
         self.inner = inner or logging.Formatter()
 
     def format(self, record: logging.LogRecord) -> str:
-        from ..errors import FactorflowError
+        from factorflow.errors import FactorflowError
 
         exc = record.exc_info[1] if record.exc_info else None
         if not isinstance(exc, FactorflowError):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from ..errors import ParameterError
+from factorflow.errors import ParameterError
 
 TIMEOUT_ENV = "FACTORFLOW_PREFECT_STARTUP_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0

@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 
-from ._common import add_store_arg, ensure_writable_store, quiet_user_error_tracebacks
+from factorflow.cli._common import add_store_arg, ensure_writable_store, quiet_user_error_tracebacks
 
 DEMO = {"users": 3000, "items": 2000, "ratings": 300_000, "seed": 7}
 
@@ -29,14 +29,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import ComputeOptions, IngestOptions, RetrainParams
-    from ..flows.retrain import retrain_flow
+    from factorflow.config import ComputeOptions, IngestOptions, RetrainParams
+    from factorflow.flows.retrain import retrain_flow
 
     quiet_user_error_tracebacks()
-    from ..storage.fs import join, open_store, url_of
-    from ..synth import write_synthetic_csv
-    from ._prefect_api import prefect_api
-    from .cmd_retrain import print_summary
+    from factorflow.storage.fs import join, open_store, url_of
+    from factorflow.data.synth import write_synthetic_csv
+    from factorflow.cli._prefect_api import prefect_api
+    from factorflow.cli.cmd_retrain import print_summary
 
     ensure_writable_store(args.store)
     fs, root = open_store(args.store)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     floor = json.loads(truth).get("noise_floor_rmse")
     if floor is not None:
         print(f"planted noise floor (best achievable RMSE): {floor:.4f}")
-    from . import main
+    from factorflow.cli import main
 
     print(f"\nsample: factorflow recommend --model demo-als --user 1 -n 5 --store {args.store}")
     return main(["recommend", "--model", "demo-als", "--user", "1", "-n", "5", "--store", args.store])

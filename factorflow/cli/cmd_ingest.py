@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._common import add_ingest_args, add_store_arg, parse_pairs, parse_range
+from factorflow.cli._common import add_ingest_args, add_store_arg, parse_pairs, parse_range
 
 if TYPE_CHECKING:
-    from ..storage.datasets import SnapshotRef
+    from factorflow.storage.datasets import SnapshotRef
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..errors import DataWarning
-    from ..ingest import describe_rejects, ingest_source
-    from ..progress import tqdm_progress
+    from factorflow.errors import DataWarning
+    from factorflow.data.ingest import describe_rejects, ingest_source
+    from factorflow.progress import tqdm_progress
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import add_store_arg
+from factorflow.cli._common import add_store_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,8 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import NotFoundError, ParameterError
-    from ..storage import registry as reg
+    from factorflow.errors import NotFoundError, ParameterError
+    from factorflow.storage import registry as reg
 
     if args.set_current:
         if not args.name:

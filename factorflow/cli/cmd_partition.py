@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_store_arg
+from factorflow.cli._common import add_store_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,10 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..partitions import build_partitions
-    from ..progress import tqdm_progress
-    from ..splits import resolve_split
-    from ..storage.datasets import resolve_snapshot
+    from factorflow.data.partitions import build_partitions
+    from factorflow.progress import tqdm_progress
+    from factorflow.data.splits import resolve_split
+    from factorflow.storage.datasets import resolve_snapshot
 
     snapshot = resolve_snapshot(args.store, args.name, args.snapshot)
     split = resolve_split(snapshot, args.split)

@@ -14,10 +14,10 @@ import math
 import sys
 from typing import Any
 
-from ..errors import InputError, NotFoundError, ParameterError
-from ..candidates import MIN_RATINGS
-from ..titles import read_titles
-from ._common import add_store_arg
+from factorflow.errors import InputError, NotFoundError, ParameterError
+from factorflow.serving.candidates import MIN_RATINGS
+from factorflow.serving.titles import read_titles
+from factorflow.cli._common import add_store_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,8 +55,8 @@ def add_published_model_args(p: argparse.ArgumentParser, json_help: str) -> None
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .. import recommend as rec
-    from ..storage.registry import load_model
+    from factorflow.serving import topn as rec
+    from factorflow.storage.registry import load_model
 
     if args.n < 1:
         raise ParameterError(f"-n={args.n}: must be >= 1")
@@ -124,7 +124,7 @@ def check_rating_scale(given: list[tuple[str, float]], scale: list[float] | None
 
 def candidate_items(model: Any, min_ratings: int) -> Any:
     """Boolean mask of items with ≥ ``min_ratings`` (and ≥ 1) train ratings; None if unrecorded."""
-    from ..candidates import candidate_mask
+    from factorflow.serving.candidates import candidate_mask
 
     if model.item_n_ratings is None:
         candidate_mask([], min_ratings)  # still validate the option

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import (
+from factorflow.cli._common import (
     add_ingest_args,
     add_store_arg,
     ensure_writable_store,
@@ -63,8 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def params_from_args(args: argparse.Namespace, dataset: str | None) -> Any:
     from pydantic import ValidationError
 
-    from ..config import ComputeOptions, ModelOptions, RetrainParams, SplitOptions
-    from ..errors import ParameterError
+    from factorflow.config import ComputeOptions, ModelOptions, RetrainParams, SplitOptions
+    from factorflow.errors import ParameterError
 
     def build(cls: Any, options: dict[str, str], **values: Any) -> Any:
         try:
@@ -83,7 +83,7 @@ def params_from_args(args: argparse.Namespace, dataset: str | None) -> Any:
 
 
 def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
-    from ..evaluation import format_table, metrics_rows
+    from factorflow.evaluation.report import format_table, metrics_rows
 
     m = summary["metrics"]
     print(f"\nmodel {summary['model']} version {summary['version']} published in {summary['store']}", file=out)
@@ -103,8 +103,8 @@ def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
 
 def rejects_note(store: str, dataset: str, snapshot: str) -> str | None:
     """How many source rows the snapshot's ingest rejected and where they are listed (None: none)."""
-    from ..ingest import describe_rejects
-    from ..storage.datasets import resolve_snapshot
+    from factorflow.data.ingest import describe_rejects
+    from factorflow.storage.datasets import resolve_snapshot
 
     return describe_rejects(resolve_snapshot(store, dataset, snapshot))
 
@@ -115,8 +115,8 @@ def _num(x: float | None) -> str:
 
 def check_sources_exist(*sources: str | None) -> None:
     """Fail in one line, before Prefect starts, when a source file is missing."""
-    from ..errors import InputError
-    from ..storage.fs import open_path
+    from factorflow.errors import InputError
+    from factorflow.storage.fs import open_path
 
     for src in sources:
         if src:
@@ -129,11 +129,11 @@ def check_request(args: argparse.Namespace, params: Any) -> None:
     """Everything that can be checked before the flow starts, each failure one line: sources,
     the titles file, the model kind and values (and the memory its fit needs), the published
     name, the store's writability."""
-    from ..errors import ParameterError
-    from ..models.catalog import make_model
-    from ..storage.registry import check_name
-    from ..titles import read_titles
-    from ..training import check_fit_memory
+    from factorflow.errors import ParameterError
+    from factorflow.models.registry import make_model
+    from factorflow.storage.registry import check_name
+    from factorflow.serving.titles import read_titles
+    from factorflow.pipeline.train import check_fit_memory
 
     check_sources_exist(args.source, args.test_source, args.titles)
     if args.titles:
@@ -155,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
 
     params = params_from_args(args, args.dataset)
     check_request(args, params)
-    from ..flows.retrain import retrain_flow
-    from ._prefect_api import prefect_api
+    from factorflow.flows.retrain import retrain_flow
+    from factorflow.cli._prefect_api import prefect_api
 
     quiet_user_error_tracebacks()
     with prefect_api():

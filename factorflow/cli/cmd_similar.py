@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import NotFoundError, ParameterError
-from .cmd_recommend import add_published_model_args
+from factorflow.errors import NotFoundError, ParameterError
+from factorflow.cli.cmd_recommend import add_published_model_args
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,9 +20,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import recommend as rec
-    from ..storage.registry import load_model
-    from .cmd_recommend import candidate_items, item_rows, print_rows, title_lookup
+    from factorflow.serving import topn as rec
+    from factorflow.storage.registry import load_model
+    from factorflow.cli.cmd_recommend import candidate_items, item_rows, print_rows, title_lookup
 
     if args.n < 1:
         raise ParameterError(f"-n={args.n}: must be >= 1")

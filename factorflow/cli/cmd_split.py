@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_store_arg
+from factorflow.cli._common import add_store_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,10 +36,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ParameterError
-    from ..progress import tqdm_progress
-    from ..splits import make_split
-    from ..storage.datasets import resolve_snapshot
+    from factorflow.errors import ParameterError
+    from factorflow.progress import tqdm_progress
+    from factorflow.data.splits import make_split
+    from factorflow.storage.datasets import resolve_snapshot
 
     if args.cutoff is not None and args.test_fraction is not None:
         raise ParameterError(

@@ -6,14 +6,14 @@ from typing import Any
 
 from prefect import flow
 
-from ..config import IngestOptions
-from ..tasks.data import ingest
+from factorflow.config import IngestOptions
+from factorflow.tasks.data import ingest
 
 
 @flow(name="ingest")
 def ingest_flow(source: str, store: str = "ff-store", options: IngestOptions = IngestOptions()) -> dict[str, Any]:
     """Ingest ``source`` into ``store``; returns the snapshot's manifest reference."""
-    from ..ingest import default_name
+    from factorflow.data.ingest import default_name
 
     opts = options.model_copy(update={"dataset": options.dataset or default_name(source)})
     return ingest(source, store, opts)

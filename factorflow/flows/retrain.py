@@ -7,13 +7,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from ..config import RetrainParams
-from ..storage.fs import open_store, url_of
-from ..storage.runs import keep_runs, prune_runs, start_run
-from ..tasks.data import ingest, partition, split
-from ..tasks.evaluate import evaluate_task
-from ..tasks.publish import batch_recommend_task, publish_task
-from ..tasks.train import train_task
+from factorflow.config import RetrainParams
+from factorflow.storage.fs import open_store, url_of
+from factorflow.storage.runs import keep_runs, prune_runs, start_run
+from factorflow.tasks.data import ingest, partition, split
+from factorflow.tasks.evaluate import evaluate_task
+from factorflow.tasks.publish import batch_recommend_task, publish_task
+from factorflow.tasks.train import train_task
 
 DISTRIBUTED = {"als"}  # kinds trained by a Dask driver over partitions
 
@@ -25,8 +25,8 @@ def retrain_flow(source: str, store: str = "ff-store", model: str = "als", name:
 
     Returns a small summary: model name, version, snapshot, split, metrics.
     """
-    from ..ingest import default_name
-    from ..models.catalog import make_model
+    from factorflow.data.ingest import default_name
+    from factorflow.models.registry import make_model
 
     logger = get_run_logger()
     make_model(model, params.model.overrides())  # fail fast on a bad kind or hyper-parameter

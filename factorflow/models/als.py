@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from factorflow.errors import check_param
 from factorflow.models._solve import solve_block, solve_block_reference
-from factorflow.models.base import FactorArrays
+from factorflow.factors import FactorArrays
 from factorflow.progress import Progress, report
 
 __all__ = [

@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from factorflow.errors import check_param
-from factorflow.models.base import FactorArrays
+from factorflow.factors import FactorArrays
 
 __all__ = ["BiasBaseline", "GlobalMean"]
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from distributed import Client, LocalCluster
 
-from ..errors import ParameterError
+from factorflow.errors import ParameterError
 
 ADDRESS_ENV = ("FACTORFLOW_DASK_ADDRESS", "DASK_SCHEDULER_ADDRESS")
 

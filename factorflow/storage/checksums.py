@@ -17,7 +17,7 @@ from typing import Any
 
 from fsspec import AbstractFileSystem
 
-from ..errors import InputError
+from factorflow.errors import InputError
 
 CHUNK = 8 << 20
 _verified: set[tuple[str, int, float]] = set()

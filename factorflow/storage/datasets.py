@@ -11,11 +11,11 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import NotFoundError, ParameterError
-from . import layout
-from . import parquet as pqio
-from .checksums import verify
-from .fs import join, open_store, read_json
+from factorflow.errors import NotFoundError, ParameterError
+from factorflow.storage import layout
+from factorflow.storage import parquet as pqio
+from factorflow.storage.checksums import verify
+from factorflow.storage.fs import join, open_store, read_json
 
 RATINGS_FILE = "ratings.parquet"
 USERS_FILE = "users.parquet"

@@ -27,7 +27,7 @@ from typing import Any
 import fsspec
 from fsspec import AbstractFileSystem
 
-from ..errors import ParameterError
+from factorflow.errors import ParameterError
 
 
 def open_path(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:

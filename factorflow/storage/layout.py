@@ -18,7 +18,7 @@
 
 from __future__ import annotations
 
-from .fs import join
+from factorflow.storage.fs import join
 
 
 def dataset_dir(root: str, name: str) -> str:

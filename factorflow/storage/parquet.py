@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
-from ..errors import InputError
-from .fs import is_local
+from factorflow.errors import InputError
+from factorflow.storage.fs import is_local
 
 
 def _source(fs: AbstractFileSystem, path: str) -> Any:

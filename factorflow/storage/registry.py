@@ -6,7 +6,7 @@ replace ``STORE/models/NAME/CURRENT`` (one line: the version) atomically. A cras
 point before that switch leaves the previous version published and readable; a killed
 writer leaves at most a ``.tmp-*`` folder, which :func:`list_versions` never reports.
 
-A version folder holds (see :mod:`factorflow.storage.factors` for the table schemas)::
+A version folder holds (see :mod:`factorflow.storage.tables` for the table schemas)::
 
     user_factors.parquet  item_factors.parquet  [seen.parquet]  [EXTRA.parquet ...]  model.json
 
@@ -41,13 +41,13 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 from fsspec import AbstractFileSystem
 
-from ..errors import InputError, NotFoundError, ParameterError
-from ..models.base import FactorArrays
-from . import factors as ft
-from . import fs as fsio
-from . import parquet as pqio
-from .checksums import checksums, verify
-from .layout import current_file, model_dir, version_dir
+from factorflow.errors import InputError, NotFoundError, ParameterError
+from factorflow.factors import FactorArrays
+from factorflow.storage import tables as ft
+from factorflow.storage import fs as fsio
+from factorflow.storage import parquet as pqio
+from factorflow.storage.checksums import checksums, verify
+from factorflow.storage.layout import current_file, model_dir, version_dir
 
 USER_TABLE = "user_factors.parquet"
 ITEM_TABLE = "item_factors.parquet"

@@ -15,9 +15,9 @@ import os
 import time
 from datetime import UTC, datetime
 
-from ..errors import ParameterError
-from . import fs as fsio
-from .layout import run_dir, runs_dir
+from factorflow.errors import ParameterError
+from factorflow.storage import fs as fsio
+from factorflow.storage.layout import run_dir, runs_dir
 
 OWNER_FILE = "owner.json"
 KEEP_RUNS = 10

@@ -10,8 +10,8 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from ..errors import FactorflowError
-from ..progress import Progress
+from factorflow.errors import FactorflowError
+from factorflow.progress import Progress
 
 
 def task_progress(step: str, unit: str = "it") -> Progress:

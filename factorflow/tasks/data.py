@@ -6,8 +6,8 @@ from typing import Any
 
 from prefect import task
 
-from ..config import IngestOptions, SplitOptions
-from ._prefect import retry_on_io_error, stable_key, task_progress
+from factorflow.config import IngestOptions, SplitOptions
+from factorflow.tasks._prefect import retry_on_io_error, stable_key, task_progress
 
 
 def _ingest_key(context: Any, p: dict[str, Any]) -> str:
@@ -21,7 +21,7 @@ def ingest(source: str, store: str, options: IngestOptions) -> dict[str, Any]:
     The cache key is the planned (content-addressed) snapshot path, so a second run of the
     same bytes shows ``Cached``; a deleted snapshot refreshes the cache instead of serving it.
     """
-    from ..ingest import planned_snapshot
+    from factorflow.data.ingest import planned_snapshot
 
     o = options
     plan = planned_snapshot(source, store, o.dataset, fmt=o.format, columns=o.columns, delimiter=o.delimiter,
@@ -36,7 +36,7 @@ def ingest_task(source: str, store: str, options: IngestOptions, planned: str = 
     ``planned`` (the snapshot folder it will have) only keys the cache; see :func:`ingest`."""
     from prefect import get_run_logger
 
-    from ..ingest import describe_rejects, ingest_source
+    from factorflow.data.ingest import describe_rejects, ingest_source
 
     ref = ingest_source(
         source, store, options.dataset, fmt=options.format, columns=options.columns, delimiter=options.delimiter,
@@ -50,8 +50,8 @@ def ingest_task(source: str, store: str, options: IngestOptions, planned: str = 
 
 
 def _split_path(snapshot: dict[str, Any], o: SplitOptions) -> str:
-    from ..splits import split_id
-    from ..storage.layout import split_dir
+    from factorflow.data.splits import split_id
+    from factorflow.storage.layout import split_dir
 
     sid = split_id(o.kind, test_fraction=o.test_fraction, seed=o.seed, cutoff=o.cutoff, per_user=o.per_user,
                    k=o.k, by=o.by)
@@ -65,7 +65,7 @@ def _split_key(context: Any, p: dict[str, Any]) -> str:
 
 def split(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
     """Run :func:`split_task`, reusing its cached result only while that split exists."""
-    from ..storage.fs import join, open_store
+    from factorflow.storage.fs import join, open_store
 
     fs, _ = open_store(snapshot["store"])  # the snapshot's path is on the store's filesystem
     exists = fs.exists(join(_split_path(snapshot, options), "manifest.json"))
@@ -76,8 +76,8 @@ def split(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
       cache_key_fn=_split_key, persist_result=True, result_serializer="json")
 def split_task(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
     """Make (or reuse) the named split of a snapshot; returns the SplitRef as a dict."""
-    from ..splits import make_split
-    from ..storage.datasets import SnapshotRef
+    from factorflow.data.splits import make_split
+    from factorflow.storage.datasets import SnapshotRef
 
     ref = make_split(
         SnapshotRef.from_dict(snapshot), options.kind, test_fraction=options.test_fraction,
@@ -87,9 +87,9 @@ def split_task(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any
 
 
 def _partitions_path(split: dict[str, Any], n_blocks: int | None) -> tuple[Any, str]:
-    from ..partitions import default_n_blocks
-    from ..storage.fs import open_store
-    from ..storage.layout import partitions_dir
+    from factorflow.data.partitions import default_n_blocks
+    from factorflow.storage.fs import open_store
+    from factorflow.storage.layout import partitions_dir
 
     n_blocks = n_blocks or default_n_blocks(int(split["manifest"]["n_train"]))
     fs, split_path = open_store(split["path"])
@@ -103,7 +103,7 @@ def _partition_key(context: Any, p: dict[str, Any]) -> str:
 
 def partition(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, Any]:
     """Run :func:`partition_task`, reusing its cached result only while those partitions exist."""
-    from ..storage.fs import join
+    from factorflow.storage.fs import join
 
     fs, path = _partitions_path(split, n_blocks)
     exists = fs.exists(join(path, "partitions.json"))
@@ -114,8 +114,8 @@ def partition(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, A
       cache_key_fn=_partition_key, persist_result=True, result_serializer="json")
 def partition_task(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, Any]:
     """Build (or reuse) the user/item row blocks of a split's train part; returns PartitionsRef as a dict."""
-    from ..partitions import build_partitions
-    from ..splits import SplitRef
+    from factorflow.data.partitions import build_partitions
+    from factorflow.data.splits import SplitRef
 
     ref = build_partitions(SplitRef.from_dict(split), n_blocks, progress=task_progress("partition", "blocks"))
     return ref.to_dict()

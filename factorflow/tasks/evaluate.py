@@ -7,18 +7,18 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from ..storage.fs import join, open_store, url_of, write_json
-from ._prefect import retry_on_io_error
+from factorflow.storage.fs import join, open_store, url_of, write_json
+from factorflow.tasks._prefect import retry_on_io_error
 
 
 @task(name="evaluate", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error)
 def evaluate_task(run: dict[str, Any], split: dict[str, Any], run_dir: str,
                   rating_range: tuple[float, float], top_n: int = 10) -> dict[str, Any]:
     """Evaluate the run's factors on the split's test part; writes metrics.json and learning_curve.png."""
-    from ..evaluation import evaluate_on_split, format_table, metrics_rows
-    from ..plots import learning_curve_png
-    from ..splits import SplitRef
-    from ..storage.arrays import load_factors
+    from factorflow.evaluation.report import evaluate_on_split, format_table, metrics_rows
+    from factorflow.evaluation.plots import learning_curve_png
+    from factorflow.data.splits import SplitRef
+    from factorflow.storage.scratch import load_factors
 
     split_ref = SplitRef.from_dict(split)
     metrics = evaluate_on_split(load_factors(run["factors"]), split_ref, rating_range=rating_range, top_n=top_n)

@@ -8,10 +8,10 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from .. import __version__
-from ..storage import parquet as pqio
-from ..storage.fs import join
-from ._prefect import retry_on_io_error, task_progress
+from factorflow import __version__
+from factorflow.storage import parquet as pqio
+from factorflow.storage.fs import join
+from factorflow.tasks._prefect import retry_on_io_error, task_progress
 
 
 def code_version() -> str:
@@ -28,7 +28,7 @@ def _titles(path: str | None, item_ids: Any) -> Any:
     """Titles aligned with ``item_ids`` from a MovieLens-style movies.csv (movieId,title), or None."""
     if not path:
         return None
-    from ..titles import titles_for
+    from factorflow.serving.titles import titles_for
 
     return titles_for(path, item_ids)
 
@@ -41,12 +41,12 @@ def batch_recommend_task(run: dict[str, Any], split: dict[str, Any], snapshot: d
     import numpy as np
     import pyarrow.compute as pc
 
-    from ..candidates import candidate_mask
-    from ..recommend import attach_raw_ids, recommend_all
-    from ..splits import SplitRef, train_csr
-    from ..storage.arrays import load_factors
-    from ..storage.datasets import SnapshotRef, read_ids
-    from ..storage.fs import open_path
+    from factorflow.serving.candidates import candidate_mask
+    from factorflow.serving.topn import attach_raw_ids, recommend_all
+    from factorflow.data.splits import SplitRef, train_csr
+    from factorflow.storage.scratch import load_factors
+    from factorflow.storage.datasets import SnapshotRef, read_ids
+    from factorflow.storage.fs import open_path
 
     snap = SnapshotRef.from_dict(snapshot)
     seen = train_csr(SplitRef.from_dict(split))
@@ -74,13 +74,13 @@ def publish_task(store: str, name: str, run: dict[str, Any], metrics: dict[str, 
     ``ModelRejectedError`` says why in one line.
     """
 
-    from ..errors import ModelRejectedError, NotFoundError
-    from ..evaluation import publish_blockers
-    from ..splits import SplitRef, train_csr
-    from ..storage.arrays import load_factors
-    from ..storage.datasets import SnapshotRef, read_ids
-    from ..storage.fs import open_path
-    from ..storage.registry import current_version, publish
+    from factorflow.errors import ModelRejectedError, NotFoundError
+    from factorflow.evaluation.report import publish_blockers
+    from factorflow.data.splits import SplitRef, train_csr
+    from factorflow.storage.scratch import load_factors
+    from factorflow.storage.datasets import SnapshotRef, read_ids
+    from factorflow.storage.fs import open_path
+    from factorflow.storage.registry import current_version, publish
 
     snap = SnapshotRef.from_dict(snapshot)
     split_ref = SplitRef.from_dict(split)

@@ -6,25 +6,25 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from ..config import ComputeOptions
-from ..storage.fs import join, open_store, write_json
-from ._prefect import retry_on_io_error, task_progress
+from factorflow.config import ComputeOptions
+from factorflow.storage.fs import join, open_store, write_json
+from factorflow.tasks._prefect import retry_on_io_error, task_progress
 
 
 @task(name="train", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_io_error)
 def train_task(kind: str, overrides: dict[str, Any], split: dict[str, Any], partitions: dict[str, Any] | None,
                compute: ComputeOptions, run_dir: str, rating_range: tuple[float, float]) -> dict[str, Any]:
     """Fit ``kind`` and write ``factors.npz`` + ``history.json`` under ``run_dir``; returns paths and params."""
-    from ..splits import SplitRef
-    from ..storage.arrays import save_factors
-    from ..training import train_model
+    from factorflow.data.splits import SplitRef
+    from factorflow.storage.scratch import save_factors
+    from factorflow.pipeline.train import train_model
 
     logger = get_run_logger()
     split_ref = SplitRef.from_dict(split)
     progress = task_progress(f"train {kind}", "sweep")
     if partitions is not None:
-        from ..parallel.cluster import dask_client
-        from ..partitions import PartitionsRef
+        from factorflow.parallel.cluster import dask_client
+        from factorflow.data.partitions import PartitionsRef
 
         parts = PartitionsRef.from_dict(partitions)
         with dask_client(compute.dask_address, compute.n_workers) as client:

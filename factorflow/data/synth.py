@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError, check_param
-from .progress import Progress, report
+from factorflow.errors import ParameterError, check_param
+from factorflow.progress import Progress, report
 
 GENERATOR_VERSION = 1
 GLOBAL_MEAN = 3.53
@@ -136,7 +136,7 @@ def write_synthetic_csv(
         raise
 
     sidecar = {
-        "generator": "factorflow.synth",
+        "generator": "factorflow.data.synth",
         "generator_version": GENERATOR_VERSION,
         "path": os.path.abspath(path),
         "seed": seed,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from factorflow.models.base import FactorArrays
+from factorflow.factors import FactorArrays
 
 __all__ = ["evaluate", "rating_metrics", "topn_metrics"]
 
@@ -67,12 +67,12 @@ def topn_metrics(
     """precision@n, recall@n, ndcg@n over test users with ≥1 relevant item; scores in user blocks.
 
     Candidates are all items the user did not rate in train, ranked exactly as the batch
-    recommendations rank them (:func:`factorflow.recommend.top_n_blocks`; ties → the lower item
+    recommendations rank them (:func:`factorflow.serving.topn.top_n_blocks`; ties → the lower item
     index). Relevance is binary (test rating ≥ ``relevant_at``); DCG = Σ hit_k / log2(k + 1) over
     ranks k = 1..n and the ideal DCG places min(#relevant, n) hits first. Also returns
     ``n_users_evaluated``.
     """
-    from .recommend import top_n_blocks
+    from factorflow.serving.topn import top_n_blocks
 
     train = sp.csr_matrix(train_csr)
     test_users = np.asarray(test_users, dtype=np.int64)

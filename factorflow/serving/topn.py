@@ -18,9 +18,9 @@ import pyarrow as pa
 import scipy.sparse as sp
 from numba import njit, prange
 
-from .errors import ParameterError, check_param
-from .models.base import FactorArrays
-from .progress import Progress, report
+from factorflow.errors import ParameterError, check_param
+from factorflow.factors import FactorArrays
+from factorflow.progress import Progress, report
 
 BLOCK_BUDGET = 1 << 24  # at most this many float32 scores (64 MiB) live at once in recommend_all
 
@@ -125,7 +125,7 @@ def top_n_blocks(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
     ``top_i[r, :counts[r]]`` are user ``users[r]``'s best unseen items, best first (ties → the
     smaller item index); scores are r̂ = w·u + b + c + μ in float32. Shared by the batch
     recommendations and the top-N metrics, so both score and break ties alike (the batch file
-    also applies the candidate filter of :mod:`factorflow.candidates`; the metrics do not).
+    also applies the candidate filter of :mod:`factorflow.serving.candidates`; the metrics do not).
     """
     n_u, n_i = factors.n_users, factors.n_items
     check_param(int(n) >= 1, "n", n, ">= 1")
@@ -223,7 +223,7 @@ def fold_in(factors: FactorArrays, item_idx: np.ndarray, ratings: np.ndarray, re
     (Σ ũ_jũ_jᵀ + Λ) x = Σ (r_j − c_j − μ) ũ_j, Λ = λ I (λ·n if ``weighted``; the bias entry
     ``reg_bias`` when given) — computed by :func:`factorflow.models.als.solve_block` on one row.
     """
-    from .models.als import solve_block
+    from factorflow.models.als import solve_block
 
     items = np.asarray(item_idx, dtype=np.int64)
     r = np.asarray(ratings, dtype=np.float64)

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ParameterError
-from .base import FactorModel
+from factorflow.errors import ParameterError
+from factorflow.models.base import FactorModel
 
 
 def _als(params: dict[str, Any]) -> FactorModel:
-    from .als import ALS, ALSConfig
+    from factorflow.models.als import ALS, ALSConfig
 
     return ALS(ALSConfig(**params))
 
 
 def _bias(params: dict[str, Any]) -> FactorModel:
-    from .baselines import BiasBaseline
+    from factorflow.models.baselines import BiasBaseline
 
     return BiasBaseline(**params)
 
 
 def _global_mean(params: dict[str, Any]) -> FactorModel:
-    from .baselines import GlobalMean
+    from factorflow.models.baselines import GlobalMean
 
     return GlobalMean(**params)
 

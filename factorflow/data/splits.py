@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import NotFoundError, ParameterError, check_param
-from .progress import Progress, report
-from .storage.checksums import checksums
-from .storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
-from .storage.layout import split_dir
+from factorflow.errors import NotFoundError, ParameterError, check_param
+from factorflow.progress import Progress, report
+from factorflow.storage.checksums import checksums
+from factorflow.storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
+from factorflow.storage.layout import split_dir
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import scipy.sparse as sp
 
-    from .storage.datasets import SnapshotRef
+    from factorflow.storage.datasets import SnapshotRef
 
 KINDS = ("random", "temporal", "user-holdout", "given")
 RATING_COLUMNS = ("user_idx", "item_idx", "rating", "timestamp")
@@ -226,15 +226,15 @@ def split_id(
 def _read_parquet(fs: Any, path: str, columns: tuple[str, ...] | None = None,
                   files: dict[str, Any] | None = None) -> pa.Table:
     """Read a Parquet file after checking it against its manifest's ``files`` entry."""
-    from .storage import parquet as pqio
-    from .storage.checksums import verify
+    from factorflow.storage import parquet as pqio
+    from factorflow.storage.checksums import verify
 
     verify(fs, path, files)
     return pqio.read_table(fs, path, columns)
 
 
 def _num_rows(fs: Any, path: str) -> int:
-    from .storage import parquet as pqio
+    from factorflow.storage import parquet as pqio
 
     return pqio.num_rows(fs, path)
 
@@ -433,6 +433,6 @@ def make_split(
 
 
 def _write_parquet(fs: Any, path: str, table: pa.Table) -> None:
-    from .storage import parquet as pqio
+    from factorflow.storage import parquet as pqio
 
     pqio.write_table(fs, path, table, row_group_size=1 << 20)

@@ -14,7 +14,7 @@ import re
 
 import pyarrow as pa
 
-from .errors import InputError
+from factorflow.errors import InputError
 
 _UITEM_RE = re.compile(r"^\s*\d+\|")
 
@@ -54,7 +54,7 @@ def read_titles(path: str, item_is_int: bool, option: str = "--titles") -> dict[
 
 
 def _read_text(path: str, option: str) -> str:
-    from .storage.fs import open_path
+    from factorflow.storage.fs import open_path
 
     try:
         fs, p = open_path(path)

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import rating_metrics
-from .models.base import FactorArrays
-from .models.catalog import make_model
-from .progress import Progress
-from .splits import SplitRef, read_test, train_csr
+from factorflow.evaluation.metrics import rating_metrics
+from factorflow.factors import FactorArrays
+from factorflow.models.registry import make_model
+from factorflow.progress import Progress
+from factorflow.data.splits import SplitRef, read_test, train_csr
 
 
 @dataclass
@@ -61,7 +61,7 @@ def check_fit_memory(model: Any, n_users: int = 0, n_items: int = 0, n_workers: 
     need = getattr(model, "min_fit_bytes", lambda *_: 0)(n_users, n_items) * max(1, n_workers)
     have = available_memory()
     if have and need > have:
-        from .errors import ParameterError
+        from factorflow.errors import ParameterError
 
         shape = f" on {n_users:,} users × {n_items:,} items" if n_users or n_items else ""
         raise ParameterError(
@@ -90,7 +90,7 @@ def train_model(
     check_fit_memory(model, int(split.manifest["n_users"]), int(split.manifest["n_items"]), n_workers)
     callback = rmse_callback(test_arrays(split), rating_range)
     if kind == "als" and client is not None and partitions is not None:
-        from .parallel.als_dask import fit_als_dask
+        from factorflow.parallel.block_driver import fit_als_dask
 
         factors, history = fit_als_dask(client, partitions, model.config, callback=callback, progress=progress)
         return TrainResult(factors, history, model.params(), kind)

@@ -17,7 +17,7 @@ rating_range_inferred_from ({rule, bulk, set_aside_each_side, n_ratings}, null w
 timestamp_min, timestamp_max, has_timestamp, [n_test]``.
 
 Without ``--rating-range`` the scale is inferred from the train file's valid ratings, robust to
-outliers (``factorflow.ingest.scale``: the bulk after setting aside the 0.1% most extreme values
+outliers (``factorflow.data.ingest.scale``: the bulk after setting aside the 0.1% most extreme values
 on each side, snapped to a common scale such as 1..5 or 0.5..5); rows outside it are rejected.
 A given test file is held to the same scale.
 
@@ -50,11 +50,11 @@ decompressed into a local temporary file, so Arrow never holds a Python object (
 
 from __future__ import annotations
 
-from ..storage.datasets import SnapshotRef
-from .formats import FORMATS, FormatSpec, detect_format
-from .reader import REASONS
-from .scale import COMMON_SCALES, RatingScale, infer_scale
-from .snapshot import (
+from factorflow.storage.datasets import SnapshotRef
+from factorflow.data.ingest.formats import FORMATS, FormatSpec, detect_format
+from factorflow.data.ingest.reader import REASONS
+from factorflow.data.ingest.scale import COMMON_SCALES, RatingScale, infer_scale
+from factorflow.data.ingest.snapshot import (
     SnapshotPlan,
     default_name,
     describe_rejects,

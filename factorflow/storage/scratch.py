@@ -7,8 +7,8 @@ import posixpath
 
 import numpy as np
 
-from ..models.base import FactorArrays
-from .fs import open_path
+from factorflow.factors import FactorArrays
+from factorflow.storage.fs import open_path
 
 
 def save_factors(path: str, factors: FactorArrays) -> None:

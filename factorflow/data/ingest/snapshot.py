@@ -24,18 +24,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..errors import DataWarning, InputError, ParameterError, check_param
-from ..progress import Progress
-from ..storage import datasets as ds
-from ..storage.checksums import checksums
-from ..storage.datasets import SnapshotRef
-from ..storage.fs import atomic_dir, join, open_store, read_json, write_json
-from ..storage.layout import snapshot_dir
-from ..storage.parquet import write_table
-from .formats import FORMATS, FormatSpec, detect_format, parse_columns, read_sample, source_size_and_hash
-from .ids import IdMap
-from .reader import FileRows, read_rows
-from .scale import RatingScale, apply_scale, declared_scale, infer_scale, kept_ratings
+from factorflow.errors import DataWarning, InputError, ParameterError, check_param
+from factorflow.progress import Progress
+from factorflow.storage import datasets as ds
+from factorflow.storage.checksums import checksums
+from factorflow.storage.datasets import SnapshotRef
+from factorflow.storage.fs import atomic_dir, join, open_store, read_json, write_json
+from factorflow.storage.layout import snapshot_dir
+from factorflow.storage.parquet import write_table
+from factorflow.data.ingest.formats import FORMATS, FormatSpec, detect_format, parse_columns, read_sample, source_size_and_hash
+from factorflow.data.ingest.ids import IdMap
+from factorflow.data.ingest.reader import FileRows, read_rows
+from factorflow.data.ingest.scale import RatingScale, apply_scale, declared_scale, infer_scale, kept_ratings
 
 SCHEMA_VERSION = 1
 ROW_GROUP = 1 << 20

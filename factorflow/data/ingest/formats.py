@@ -24,8 +24,8 @@ import fsspec
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import InputError, ParameterError
-from ..progress import Progress, report
+from factorflow.errors import InputError, ParameterError
+from factorflow.progress import Progress, report
 
 FORMATS = ("movielens-csv", "ml100k", "ml1m", "delimited")
 ROLES = ("user", "item", "rating", "timestamp")

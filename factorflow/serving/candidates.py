@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ParameterError
+from factorflow.errors import ParameterError
 
 MIN_RATINGS = 5
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import evaluate, rating_metrics, topn_metrics
-from .models.base import FactorArrays
-from .models.catalog import make_model
-from .splits import SplitRef, read_test, read_train, train_csr
+from factorflow.evaluation.metrics import evaluate, rating_metrics, topn_metrics
+from factorflow.factors import FactorArrays
+from factorflow.models.registry import make_model
+from factorflow.data.splits import SplitRef, read_test, read_train, train_csr
 
 BASELINES = ("global-mean", "bias")
 STABLE_N = 10  # model.json always carries precision@10, recall@10, ndcg@10

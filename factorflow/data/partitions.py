@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import NotFoundError, check_param
-from .progress import Progress, report
-from .splits import SplitRef, train_csr
-from .storage.checksums import checksums, verify
-from .storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
-from .storage.layout import partitions_dir
+from factorflow.errors import NotFoundError, check_param
+from factorflow.progress import Progress, report
+from factorflow.data.splits import SplitRef, train_csr
+from factorflow.storage.checksums import checksums, verify
+from factorflow.storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
+from factorflow.storage.layout import partitions_dir
 
 if TYPE_CHECKING:
     import scipy.sparse as sp

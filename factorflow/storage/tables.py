@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 from fsspec import AbstractFileSystem
 
-from ..errors import InputError, ParameterError
-from . import parquet as pqio
+from factorflow.errors import InputError, ParameterError
+from factorflow.storage import parquet as pqio
 
 SEEN_ROW_GROUP = 1 << 16  # 64Ki pairs ≈ 512 KiB raw per row group
 

@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from ..errors import InputError
-from ..progress import Progress, report
-from .formats import ArrowInput, FormatSpec, arrow_input, not_utf8_error
-from .ids import IdMap
-from .lines import first_non_utf8
+from factorflow.errors import InputError
+from factorflow.progress import Progress, report
+from factorflow.data.ingest.formats import ArrowInput, FormatSpec, arrow_input, not_utf8_error
+from factorflow.data.ingest.ids import IdMap
+from factorflow.data.ingest.lines import first_non_utf8
 
 BLOCK_SIZE = 16 << 20
 _HANDLER_RELEASE_TIMEOUT = 10.0  # seconds; normally immediate, or the time of one block's read

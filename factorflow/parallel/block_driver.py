@@ -24,7 +24,7 @@ keeps retrying a worker that died during it and never returns (distributed 2026.
 turned one lost worker into a hung fit.
 
 Errors raised by the tasks themselves (a bad block file, a kernel error) are not retried here;
-transient I/O while loading a block is retried inside :func:`factorflow.partitions.load_block`.
+transient I/O while loading a block is retried inside :func:`factorflow.data.partitions.load_block`.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 from distributed import Client, Future, wait
 
-from ..models.als import ALSConfig, init_factors, penalty, solve_block, sweep_message
-from ..models.base import FactorArrays
-from ..partitions import PartitionsRef, RowBlock, load_block
-from ..progress import Progress, report
+from factorflow.models.als import ALSConfig, init_factors, penalty, solve_block, sweep_message
+from factorflow.factors import FactorArrays
+from factorflow.data.partitions import PartitionsRef, RowBlock, load_block
+from factorflow.progress import Progress, report
 
 log = logging.getLogger(__name__)
 

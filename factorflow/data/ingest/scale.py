@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from .lines import find_lines
-from .reader import OUTSIDE_SCALE, FileRows
+from factorflow.data.ingest.lines import find_lines
+from factorflow.data.ingest.reader import OUTSIDE_SCALE, FileRows
 
 if TYPE_CHECKING:
-    from .formats import FormatSpec
+    from factorflow.data.ingest.formats import FormatSpec
 
 # (low, high), any order: the narrowest that fits wins
 COMMON_SCALES: tuple[tuple[float, float], ...] = (
