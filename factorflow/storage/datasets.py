@@ -14,15 +14,15 @@ from typing import Any
 from factorflow.errors import NotFoundError, ParameterError
 from factorflow.storage import layout
 from factorflow.storage import parquet as pqio
-from factorflow.storage.checksums import verify
-from factorflow.storage.fs import join, open_store, read_json
-
-RATINGS_FILE = "ratings.parquet"
-USERS_FILE = "users.parquet"
-ITEMS_FILE = "items.parquet"
-REJECTS_FILE = "rejects.parquet"
-GIVEN_TEST_FILE = "given_test.parquet"
-MANIFEST_FILE = "manifest.json"
+from factorflow.storage.fs import open_store, read_json
+from factorflow.storage.layout import (
+    GIVEN_TEST_FILE,
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    RATINGS_FILE,
+    REJECTS_FILE,
+    USERS_FILE,
+)
 
 
 @dataclass
@@ -56,7 +56,7 @@ class SnapshotRef:
 
     def file(self, filename: str) -> str:
         """Path of ``filename`` inside the snapshot folder."""
-        return join(self.path, filename)
+        return layout.snapshot_file(self.path, filename)
 
 
 def _listdir_names(fs: Any, path: str) -> list[str]:
@@ -73,7 +73,7 @@ def _listdir_names(fs: Any, path: str) -> list[str]:
 def list_datasets(store: str) -> list[str]:
     """Names of the datasets in ``store`` (sorted)."""
     fs, root = open_store(store)
-    return _listdir_names(fs, join(root, "datasets"))
+    return _listdir_names(fs, layout.datasets_dir(root))
 
 
 def list_snapshots(store: str, name: str) -> list[SnapshotRef]:
@@ -82,7 +82,7 @@ def list_snapshots(store: str, name: str) -> list[SnapshotRef]:
     refs = []
     for snap in _listdir_names(fs, layout.dataset_dir(root, name)):
         path = layout.snapshot_dir(root, name, snap)
-        mpath = join(path, MANIFEST_FILE)
+        mpath = layout.snapshot_file(path, MANIFEST_FILE)
         if fs.exists(mpath):
             refs.append(SnapshotRef(str(store), name, snap, path, read_json(fs, mpath)))
     refs.sort(key=lambda r: (str(r.manifest.get("created_at", "")), r.snapshot))
@@ -111,19 +111,18 @@ def resolve_snapshot(store: str, name: str, snapshot: str | None = None) -> Snap
     raise NotFoundError(f"snapshot {snapshot!r} of dataset {name!r} not found in store {store}; snapshots: {have}")
 
 
-def _read_parquet(ref: SnapshotRef, filename: str, columns: list[str] | None = None) -> Any:
-    """A snapshot table, checked against the manifest's checksums first."""
+def _read_table(ref: SnapshotRef, filename: str, columns: list[str] | None = None) -> Any:
+    """A snapshot table, checked against the manifest's checksums first, read by ``storage.parquet``."""
     fs, _ = open_store(ref.store)
     path = ref.file(filename)
     if not fs.exists(path):
         raise NotFoundError(f"{path}: missing from snapshot {ref.snapshot} of dataset {ref.name!r}")
-    verify(fs, path, ref.manifest.get("files"))
-    return pqio.read_table(fs, path, columns)
+    return pqio.read_table(fs, path, columns, files=ref.manifest.get("files"))
 
 
 def read_ratings(ref: SnapshotRef, columns: list[str] | None = None) -> Any:
     """``ratings.parquet`` as a ``pyarrow.Table`` (user_idx, item_idx, rating, timestamp)."""
-    return _read_parquet(ref, RATINGS_FILE, columns)
+    return _read_table(ref, RATINGS_FILE, columns)
 
 
 def read_given_test(ref: SnapshotRef, columns: list[str] | None = None) -> Any:
@@ -133,18 +132,18 @@ def read_given_test(ref: SnapshotRef, columns: list[str] | None = None) -> Any:
             f"snapshot {ref.snapshot} of dataset {ref.name!r} has no given test set "
             "(ingest with --test-source TEST to make one)"
         )
-    return _read_parquet(ref, GIVEN_TEST_FILE, columns)
+    return _read_table(ref, GIVEN_TEST_FILE, columns)
 
 
 def read_rejects(ref: SnapshotRef) -> Any:
     """``rejects.parquet``: source, line, raw, reason."""
-    return _read_parquet(ref, REJECTS_FILE)
+    return _read_table(ref, REJECTS_FILE)
 
 
 def read_ids(ref: SnapshotRef, side: str) -> Any:
     """``users.parquet`` (side="user") or ``items.parquet`` (side="item"): dense index ↔ raw id."""
     if side == "user":
-        return _read_parquet(ref, USERS_FILE)
+        return _read_table(ref, USERS_FILE)
     if side == "item":
-        return _read_parquet(ref, ITEMS_FILE)
+        return _read_table(ref, ITEMS_FILE)
     raise ParameterError(f"side={side!r}: must be 'user' or 'item'")

@@ -2,6 +2,7 @@
 
 ::
 
+    STORE/sources/                                   generated source files (``factorflow demo``)
     STORE/datasets/NAME/SNAPSHOT/                    one ingested source (content-addressed)
         ratings.parquet users.parquet items.parquet rejects.parquet manifest.json
         [given_test.parquet]                         test rows of a two-file (train/test) ingest
@@ -20,33 +21,106 @@ from __future__ import annotations
 
 from factorflow.storage.fs import join
 
+# ---------------------------------------------------------------- file names
+
+#: The manifest of a snapshot folder and of a split folder (written last).
+MANIFEST_FILE = "manifest.json"
+RATINGS_FILE = "ratings.parquet"
+USERS_FILE = "users.parquet"
+ITEMS_FILE = "items.parquet"
+REJECTS_FILE = "rejects.parquet"
+GIVEN_TEST_FILE = "given_test.parquet"
+TRAIN_FILE = "train.parquet"
+TEST_FILE = "test.parquet"
+#: The manifest of a partition set (written last).
+PARTITIONS_MANIFEST_FILE = "partitions.json"
+
+
+def block_file(side: str, b: int) -> str:
+    """File name of row block ``b`` of ``side`` (``user`` or ``item``) in a partition folder."""
+    return f"{side}_{b:03d}.npz"
+
+
+# ---------------------------------------------------------------- sources and datasets
+
+
+def sources_dir(root: str) -> str:
+    return join(root, "sources")
+
+
+def datasets_dir(root: str) -> str:
+    return join(root, "datasets")
+
 
 def dataset_dir(root: str, name: str) -> str:
-    return join(root, "datasets", name)
+    return join(datasets_dir(root), name)
 
 
 def snapshot_dir(root: str, name: str, snapshot: str) -> str:
-    return join(root, "datasets", name, snapshot)
+    return join(dataset_dir(root, name), snapshot)
+
+
+def snapshot_file(snapshot_path: str, filename: str) -> str:
+    """``filename`` (one of the ``*_FILE`` names above) inside a snapshot folder."""
+    return join(snapshot_path, filename)
+
+
+# ---------------------------------------------------------------- splits and partitions
+
+
+def splits_dir(snapshot_path: str) -> str:
+    return join(snapshot_path, "splits")
 
 
 def split_dir(snapshot_path: str, split: str) -> str:
-    return join(snapshot_path, "splits", split)
+    return join(splits_dir(snapshot_path), split)
+
+
+def split_manifest(split_path: str) -> str:
+    return join(split_path, MANIFEST_FILE)
+
+
+def split_train_file(split_path: str) -> str:
+    return join(split_path, TRAIN_FILE)
+
+
+def split_test_file(split_path: str) -> str:
+    return join(split_path, TEST_FILE)
 
 
 def partitions_dir(split_path: str, n_blocks: int) -> str:
     return join(split_path, "partitions", f"p{n_blocks}")
 
 
+def partitions_manifest(partitions_path: str) -> str:
+    return join(partitions_path, PARTITIONS_MANIFEST_FILE)
+
+
+def block_path(partitions_path: str, side: str, b: int) -> str:
+    return join(partitions_path, block_file(side, b))
+
+
+# ---------------------------------------------------------------- models and runs
+
+
+def models_dir(root: str) -> str:
+    return join(root, "models")
+
+
 def model_dir(root: str, name: str) -> str:
-    return join(root, "models", name)
+    return join(models_dir(root), name)
+
+
+def versions_dir(root: str, name: str) -> str:
+    return join(model_dir(root, name), "versions")
 
 
 def version_dir(root: str, name: str, version: str) -> str:
-    return join(root, "models", name, "versions", version)
+    return join(versions_dir(root, name), version)
 
 
 def current_file(root: str, name: str) -> str:
-    return join(root, "models", name, "CURRENT")
+    return join(model_dir(root, name), "CURRENT")
 
 
 def runs_dir(root: str) -> str:
@@ -54,4 +128,4 @@ def runs_dir(root: str) -> str:
 
 
 def run_dir(root: str, run_id: str) -> str:
-    return join(root, "runs", run_id)
+    return join(runs_dir(root), run_id)

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
 from factorflow.errors import InputError
+from factorflow.storage.checksums import verify
 from factorflow.storage.fs import is_local
 
 
@@ -41,8 +42,15 @@ def _damaged(path: str, exc: Exception) -> InputError:
                       "delete that folder and re-run the step that wrote it")
 
 
-def read_table(fs: AbstractFileSystem, path: str, columns: Sequence[str] | None = None) -> pa.Table:
-    """The whole table at ``path`` (only ``columns`` when given)."""
+def read_table(fs: AbstractFileSystem, path: str, columns: Sequence[str] | None = None, *,
+               files: dict[str, Any] | None = None) -> pa.Table:
+    """The whole table at ``path`` (only ``columns`` when given).
+
+    ``files`` is the ``files`` entry of the folder's manifest: when given, the file is first
+    checked against it (:func:`factorflow.storage.checksums.verify`).
+    """
+    if files is not None:
+        verify(fs, path, files)
     try:
         return pq.read_table(_source(fs, path), columns=list(columns) if columns else None)
     except pa.ArrowInvalid as exc:
