@@ -14,16 +14,13 @@ import pytest
 
 from factorflow.errors import ParameterError
 from factorflow.data.splits import (
-    load_split,
     make_split,
     random_mask,
-    read_test,
-    read_train,
     temporal_mask,
-    train_csr,
     user_holdout_mask,
 )
 from factorflow.storage.datasets import SnapshotRef
+from factorflow.storage.splits import load_split, read_test, read_train, train_csr
 
 ML_SMALL = os.path.join(os.path.dirname(__file__), "data", "ml-latest-small", "ratings.csv")
 

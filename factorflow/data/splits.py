@@ -12,50 +12,40 @@ Pure functions return a boolean *test mask* over a snapshot's rating rows:
 
 ``given`` uses the snapshot's own train/test files (a two-file ingest). Test rows whose user or
 item has no train rating are kept and flagged ``cold_user`` / ``cold_item``.
-:func:`make_split` writes ``SNAPSHOT/splits/SPLIT/`` atomically; the SPLIT id is derived from
-the kind and its parameters, so the same request reuses the same folder.
+:func:`make_split` reads the snapshot and writes ``SNAPSHOT/splits/SPLIT/`` atomically through
+:mod:`factorflow.storage.splits` (which also reads splits back: ``SplitRef``, ``read_train``,
+``train_csr``, ...); the SPLIT id is derived from the kind and its parameters, so the same
+request reuses the same folder.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import posixpath
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from factorflow.errors import NotFoundError, ParameterError, check_param
+from factorflow.errors import ParameterError, check_param
 from factorflow.progress import Progress, report
-from factorflow.storage.checksums import checksums
-from factorflow.storage.fs import atomic_dir, join, open_store, read_json, url_of, write_json
-from factorflow.storage.layout import split_dir
+from factorflow.sparse import csr_from_triples  # noqa: F401  (part of this module's pure API)
+from factorflow.sparse import snapshot_sorted as _snapshot_sorted
+from factorflow.storage.splits import (
+    find_split,
+    open_snapshot,
+    read_given_test,
+    read_snapshot_ratings,
+    snapshot_shape,
+    write_split,
+)
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-    import scipy.sparse as sp
-
     from factorflow.storage.datasets import SnapshotRef
+    from factorflow.storage.splits import SplitRef
+
+# TRANSITIONAL re-exports for files being rewritten in parallel; remove when issue 7 lands
+from factorflow.storage.splits import SplitRef, read_test, read_train, train_csr  # noqa: F401
 
 KINDS = ("random", "temporal", "user-holdout", "given")
-RATING_COLUMNS = ("user_idx", "item_idx", "rating", "timestamp")
-
-
-@dataclass
-class SplitRef:
-    """A written split: its folder (path or URL), its id and its manifest."""
-
-    path: str
-    split: str
-    manifest: dict[str, Any] = field(default_factory=dict)
-    reused: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "split": self.split, "manifest": self.manifest, "reused": self.reused}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SplitRef:
-        return cls(d["path"], d["split"], dict(d.get("manifest") or {}), bool(d.get("reused", False)))
 
 
 # ---------------------------------------------------------------- pure masks
@@ -71,11 +61,6 @@ def random_mask(n: int, test_fraction: float, seed: int) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng(seed).permutation(n)[:n_test]] = True
     return mask
-
-
-def _snapshot_sorted(users: np.ndarray, items: np.ndarray) -> bool:
-    """Rows sorted by (user, item), as a snapshot's ratings are."""
-    return users.size < 2 or bool(np.all(np.diff(users) >= 0) and _items_sorted_within(users, items))
 
 
 def _order_user_time_item(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
@@ -220,115 +205,7 @@ def split_id(
     return "given"
 
 
-# ---------------------------------------------------------------- reading and writing
-
-
-def _read_parquet(fs: Any, path: str, columns: tuple[str, ...] | None = None,
-                  files: dict[str, Any] | None = None) -> pa.Table:
-    """Read a Parquet file after checking it against its manifest's ``files`` entry."""
-    from factorflow.storage import parquet as pqio
-    from factorflow.storage.checksums import verify
-
-    verify(fs, path, files)
-    return pqio.read_table(fs, path, columns)
-
-
-def _num_rows(fs: Any, path: str) -> int:
-    from factorflow.storage import parquet as pqio
-
-    return pqio.num_rows(fs, path)
-
-
-def load_split(path: str) -> SplitRef:
-    """The split written at ``path`` (local path or fsspec URL)."""
-    fs, p = open_store(path)
-    mpath = join(p, "manifest.json")
-    if not fs.exists(mpath):
-        raise NotFoundError(f"{path}: no split here (manifest.json missing); run `factorflow split`")
-    manifest = read_json(fs, mpath)
-    return SplitRef(path=url_of(fs, p), split=manifest.get("split", posixpath.basename(p)), manifest=manifest)
-
-
-def resolve_split(snapshot: SnapshotRef, split: str) -> SplitRef:
-    """The split ``split`` of ``snapshot``; ``NotFoundError`` lists the splits that exist."""
-    fs, snap_path, _ = _snapshot_location(snapshot)
-    path = split_dir(snap_path, split)
-    if not fs.exists(join(path, "manifest.json")):
-        root = join(snap_path, "splits")
-        have = sorted(
-            posixpath.basename(str(p).rstrip("/"))
-            for p in (fs.ls(root, detail=False) if fs.exists(root) else [])
-            if not posixpath.basename(str(p).rstrip("/")).startswith(".")
-        )
-        raise NotFoundError(
-            f"split {split!r} not found in snapshot {snap_path}; splits there: "
-            f"{', '.join(have) or 'none'} (make one with `factorflow split`)"
-        )
-    return load_split(url_of(fs, path))
-
-
-def read_train(ref: SplitRef) -> pa.Table:
-    """Train rows: ``user_idx int32, item_idx int32, rating float32, timestamp int64``."""
-    fs, p = open_store(ref.path)
-    return _read_parquet(fs, join(p, "train.parquet"), files=ref.manifest.get("files"))
-
-
-def read_test(ref: SplitRef) -> pa.Table:
-    """Test rows: the train schema plus ``cold_user bool, cold_item bool``."""
-    fs, p = open_store(ref.path)
-    return _read_parquet(fs, join(p, "test.parquet"), files=ref.manifest.get("files"))
-
-
-def train_csr(ref: SplitRef) -> sp.csr_matrix:
-    """Train ratings as an ``n_users × n_items`` CSR over the snapshot's full id space."""
-
-    t = read_train(ref)
-    u = t.column("user_idx").to_numpy().astype(np.int32, copy=False)
-    i = t.column("item_idx").to_numpy().astype(np.int32, copy=False)
-    r = t.column("rating").to_numpy().astype(np.float32, copy=False)
-    return csr_from_triples(u, i, r, int(ref.manifest["n_users"]), int(ref.manifest["n_items"]))
-
-
-def csr_from_triples(
-    users: np.ndarray, items: np.ndarray, ratings: np.ndarray, n_users: int, n_items: int
-) -> sp.csr_matrix:
-    """CSR (float32 data, int32 indices, sorted column indices) of unique (user, item) triples."""
-    import scipy.sparse as sp
-
-    if not _snapshot_sorted(users, items):
-        order = np.lexsort((items, users))
-        users, items, ratings = users[order], items[order], ratings[order]
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
-    idx_dtype = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
-    m = sp.csr_matrix(
-        (ratings.astype(np.float32), items.astype(np.int32), indptr.astype(idx_dtype)),
-        shape=(n_users, n_items),
-    )
-    m.has_sorted_indices = True
-    return m
-
-
-def _items_sorted_within(users: np.ndarray, items: np.ndarray) -> bool:
-    same = users[1:] == users[:-1]
-    return bool(np.all(items[1:][same] > items[:-1][same]))
-
-
-def _snapshot_location(snapshot: SnapshotRef) -> tuple[Any, str, dict[str, Any]]:
-    """``(fs, folder, manifest)`` of a snapshot (its ``path`` is relative to ``store``'s fs)."""
-    store = getattr(snapshot, "store", None)
-    if store is not None and "://" not in str(snapshot.path):
-        fs, _ = open_store(store)
-        path = str(snapshot.path).rstrip("/")
-    else:
-        fs, path = open_store(snapshot.path)
-    manifest = getattr(snapshot, "manifest", None)
-    if not manifest:
-        mpath = join(path, "manifest.json")
-        if not fs.exists(mpath):
-            raise NotFoundError(f"{snapshot.path}: no snapshot here (manifest.json missing)")
-        manifest = read_json(fs, mpath)
-    return fs, path, manifest
+# ---------------------------------------------------------------- composing: snapshot → split folder
 
 
 def make_split(
@@ -343,34 +220,34 @@ def make_split(
     by: str = "time",
     progress: Progress | None = None,
 ) -> SplitRef:
-    """Write (or reuse) ``SNAPSHOT/splits/SPLIT/``: train.parquet, test.parquet, manifest.json."""
+    """Write (or reuse) ``SNAPSHOT/splits/SPLIT/``: train.parquet, test.parquet, manifest.json.
+
+    Reads the snapshot and writes the split folder through :mod:`factorflow.storage.splits`;
+    the test rows are chosen by the pure masks above.
+    """
     import pyarrow as pa
 
     sid = split_id(
         kind, test_fraction=test_fraction, seed=seed, cutoff=cutoff, per_user=per_user, k=k, by=by
     )
-    fs, snap_path, snap_manifest = _snapshot_location(snapshot)
-    final = split_dir(snap_path, sid)
-    final_url = url_of(fs, final)
-    if fs.exists(join(final, "manifest.json")):
-        ref = load_split(final_url)
-        ref.reused = True
-        return ref
+    source = open_snapshot(snapshot)
+    existing = find_split(source, sid)
+    if existing is not None:
+        return existing
 
     steps = 4
     report(progress, 0, steps, "reading ratings")
-    n_users = snap_manifest.get("n_users") or _num_rows(fs, join(snap_path, "users.parquet"))
-    n_items = snap_manifest.get("n_items") or _num_rows(fs, join(snap_path, "items.parquet"))
-    files = snap_manifest.get("files")
-    ratings = _read_parquet(fs, join(snap_path, "ratings.parquet"), RATING_COLUMNS, files)
+    n_users, n_items = snapshot_shape(source)
+    ratings = read_snapshot_ratings(source)
     if kind == "given":
-        if not fs.exists(join(snap_path, "given_test.parquet")):
+        given_test = read_given_test(source)
+        if given_test is None:
             raise ParameterError(
-                f"kind='given': snapshot {snap_path} has no given_test.parquet; ingest the train "
+                f"kind='given': snapshot {source.path} has no given_test.parquet; ingest the train "
                 "file with --test-source TEST to make one, or choose another --kind"
             )
         train = ratings
-        test = _read_parquet(fs, join(snap_path, "given_test.parquet"), RATING_COLUMNS, files)
+        test = given_test
     else:
         u = ratings.column("user_idx").to_numpy()
         i = ratings.column("item_idx").to_numpy()
@@ -413,26 +290,13 @@ def make_split(
         "n_test_cold_user": int(cold_user.sum()),
         "n_test_cold_item": int(cold_item.sum()),
         "n_test_cold": int((cold_user | cold_item).sum()),
-        "snapshot": getattr(snapshot, "snapshot", None) or posixpath.basename(snap_path),
-        "dataset": getattr(snapshot, "name", None) or posixpath.basename(posixpath.dirname(snap_path)),
+        "snapshot": source.snapshot,
+        "dataset": source.dataset,
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     report(progress, 3, steps, "writing")
-    try:
-        with atomic_dir(fs, final) as tmp:
-            _write_parquet(fs, join(tmp, "train.parquet"), train)
-            _write_parquet(fs, join(tmp, "test.parquet"), test)
-            manifest["files"] = checksums(fs, tmp)
-            write_json(fs, join(tmp, "manifest.json"), manifest)
-    except FileExistsError:  # a concurrent writer published the same split first
-        ref = load_split(final_url)
-        ref.reused = True
-        return ref
-    report(progress, steps, steps, sid)
-    return SplitRef(path=final_url, split=sid, manifest=manifest, reused=False)
+    ref = write_split(source, sid, train, test, manifest)
+    if not ref.reused:  # else a concurrent writer published the same split first
+        report(progress, steps, steps, sid)
+    return ref
 
-
-def _write_parquet(fs: Any, path: str, table: pa.Table) -> None:
-    from factorflow.storage import parquet as pqio
-
-    pqio.write_table(fs, path, table, row_group_size=1 << 20)
