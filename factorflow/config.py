@@ -1,9 +1,10 @@
-"""The retrain job's parameters: one validated object from CLI to flow to algorithm.
+"""The retrain job's pipeline parameters: one validated object from CLI to flow to tasks.
 
 The CLI builds :class:`RetrainParams`, the Prefect flow takes it as a typed parameter
 (Prefect validates it and shows it in the UI), and a deployment's ``parameters:`` sets the
-same fields. Model hyper-parameters left as ``None`` take the model's own defaults (for ALS:
-:class:`factorflow.models.als.ALSConfig`), so defaults live in exactly one place.
+same fields. The model and its hyper-parameters are not here: they are the model's own typed
+config (:mod:`factorflow.models.registry`), the flow's ``model`` parameter, so defaults and
+validation live in exactly one place, the model's module.
 """
 
 from __future__ import annotations
@@ -39,21 +40,6 @@ class SplitOptions(BaseModel):
     by: Literal["time", "random"] = "time"
 
 
-class ModelOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    rank: int | None = Field(None, ge=1, description="latent dimensionality K")
-    reg: float | None = Field(None, ge=0.0, description="regularization λ")
-    sweeps: int | None = Field(None, ge=1, description="ALS sweeps")
-    weighted: bool | None = Field(None, description="ALS-WR: λ·n_i per row")
-    init_scale: float | None = Field(None, gt=0.0)
-    seed: int | None = None
-
-    def overrides(self) -> dict[str, object]:
-        """The hyper-parameters that were set explicitly."""
-        return {k: v for k, v in self.model_dump().items() if v is not None}
-
-
 class ComputeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,7 +53,6 @@ class RetrainParams(BaseModel):
 
     ingest: IngestOptions = IngestOptions()
     split: SplitOptions = SplitOptions()
-    model: ModelOptions = ModelOptions()
     compute: ComputeOptions = ComputeOptions()
     top_n: int = Field(10, ge=1, description="N for top-N metrics and batch recommendations")
     item_titles: str | None = Field(None, description="a movies.csv (movieId,title) to publish titles")

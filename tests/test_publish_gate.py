@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from cli_env import error_lines, run_cli
 
-from factorflow.evaluation.report import publish_blockers
+from factorflow.evaluation.gate import publish_blockers
 from factorflow.factors import FactorArrays
 
 

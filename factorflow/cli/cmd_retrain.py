@@ -15,22 +15,13 @@ from factorflow.cli._common import (
     quiet_user_error_tracebacks,
 )
 
-MODEL_OPTIONS = {"rank": "--rank", "reg": "--reg", "sweeps": "--sweeps", "weighted": "--weighted",
-                 "init_scale": "--init-scale", "seed": "--model-seed"}  # model config field → CLI option
+MODEL_DEST = "model_option__"  # argparse dest prefix of the options built from the model configs
 
 
 def add_retrain_args(p: argparse.ArgumentParser) -> None:
     """Model, split and compute options (shared with ``demo``)."""
     p.add_argument("--name", help="published model name (default: the model kind)")
-    p.add_argument("--model", default="als", help="model kind: als | bias | global-mean (default: als)")
-    m = p.add_argument_group("hyper-parameters (default: the model's tuned defaults)")
-    m.add_argument("--rank", type=int, help="latent dimensionality K")
-    m.add_argument("--reg", type=float, help="regularization λ")
-    m.add_argument("--sweeps", type=int, help="ALS sweeps")
-    m.add_argument("--weighted", action=argparse.BooleanOptionalAction, default=None,
-                   help="ALS-WR: scale λ by each row's rating count")
-    m.add_argument("--init-scale", type=float, help="std of the random initial factors")
-    m.add_argument("--model-seed", type=int, help="seed of the model's initial factors")
+    add_model_args(p)
     s = p.add_argument_group("split")
     s.add_argument("--split", default="random", choices=["random", "temporal", "user-holdout", "given"])
     s.add_argument("--test-fraction", type=float, default=0.2)
@@ -49,6 +40,74 @@ def add_retrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the flow's summary as JSON")
 
 
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """``--model`` and one option per hyper-parameter of every registered model's config.
+
+    The options come from the config dataclasses (field type, ``metadata["help"]``, optional
+    ``metadata["option"]``), so a new model's options appear here without editing the CLI.
+    An option shared by several kinds (``--rank``) is listed once, naming them.
+    """
+    import typing
+
+    from factorflow.models import registry
+    from factorflow.models.base import config_options, option_name
+
+    kinds = registry.kinds()
+    summary = "; ".join(f"{k}: {registry.spec(k).summary}" for k in kinds)
+    p.add_argument("--model", default=registry.DEFAULT_KIND, metavar="KIND",
+                   help=f"model kind, one of {', '.join(kinds)} (default: {registry.DEFAULT_KIND}) — {summary}")
+    group = p.add_argument_group("model hyper-parameters (default: the model's tuned defaults; "
+                                 "an option the chosen --model does not take is an error)")
+    seen: dict[str, tuple[argparse.Action, list[str]]] = {}
+    for kind in kinds:
+        cls = registry.config_class(kind)
+        hints = typing.get_type_hints(cls)
+        for f in config_options(cls):
+            option = option_name(f)
+            if option in seen:
+                action, users = seen[option]
+                users.append(kind)
+                action.help = f"{f.metadata.get('help', '')} [{', '.join(users)}]"
+                continue
+            kw = _option_type(hints[f.name])
+            action = group.add_argument(option, dest=MODEL_DEST + f.name, default=argparse.SUPPRESS,
+                                        help=f"{f.metadata.get('help', '')} [{kind}]", **kw)
+            seen[option] = (action, [kind])
+
+
+def _option_type(hint: object) -> dict[str, object]:
+    """argparse keywords for a config field's type: bool → --x/--no-x, ``X | None`` → X or 'none'."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = (typing.get_origin(hint) in (typing.Union, types.UnionType)) and len(args) == 1
+    base = args[0] if optional else hint
+    if base is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if typing.get_origin(base) is typing.Literal:
+        return {"choices": list(typing.get_args(base))}
+    conv = base if base in (int, float, str) else str
+    if not optional:
+        return {"type": conv, "metavar": conv.__name__.upper()}
+
+    def parse(text: str) -> object:
+        return None if text.strip().lower() == "none" else conv(text)
+
+    parse.__name__ = conv.__name__  # argparse's "invalid float value" message
+    return {"type": parse, "metavar": f"{conv.__name__.upper()}|none"}
+
+
+def model_config_from_args(args: argparse.Namespace) -> object:
+    """The chosen model's validated config from ``--model`` and the hyper-parameter options given
+    (one-line ParameterError naming the option for a bad value or an option the kind does not take)."""
+    from factorflow.models import registry
+
+    given = {k[len(MODEL_DEST):]: v for k, v in vars(args).items() if k.startswith(MODEL_DEST)}
+    registry.spec(args.model)  # an unknown kind first: "--model='nope': must be one of ..."
+    return registry.make_config(args.model, given, as_options=True)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retrain", help="ingest → split → partition → train → evaluate → publish (Prefect flow)",
                        description="Retrain a model on SOURCE and publish its factor tables.")
@@ -63,7 +122,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def params_from_args(args: argparse.Namespace, dataset: str | None) -> Any:
     from pydantic import ValidationError
 
-    from factorflow.config import ComputeOptions, ModelOptions, RetrainParams, SplitOptions
+    from factorflow.config import ComputeOptions, RetrainParams, SplitOptions
     from factorflow.errors import ParameterError
 
     def build(cls: Any, options: dict[str, str], **values: Any) -> Any:
@@ -74,12 +133,10 @@ def params_from_args(args: argparse.Namespace, dataset: str | None) -> Any:
 
     split = build(SplitOptions, {"kind": "--split", "k": "-k"}, kind=args.split, test_fraction=args.test_fraction,
                   seed=args.seed, cutoff=args.cutoff, per_user=args.per_user, k=args.k, by=args.by)
-    model = build(ModelOptions, {"seed": "--model-seed"}, rank=args.rank, reg=args.reg, sweeps=args.sweeps,
-                  weighted=args.weighted, init_scale=args.init_scale, seed=args.model_seed)
     compute = build(ComputeOptions, {"n_workers": "--workers", "n_blocks": "--blocks"},
                     dask_address=args.dask_address, n_workers=args.workers, n_blocks=args.blocks)
     return build(RetrainParams, {"item_titles": "--titles"}, ingest=ingest_options(args, dataset), split=split,
-                 model=model, compute=compute, top_n=args.top_n, item_titles=args.titles)
+                 compute=compute, top_n=args.top_n, item_titles=args.titles)
 
 
 def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
@@ -125,27 +182,18 @@ def check_sources_exist(*sources: str | None) -> None:
                 raise InputError(f"{src}: file not found")
 
 
-def check_request(args: argparse.Namespace, params: Any) -> None:
+def check_request(args: argparse.Namespace, params: Any, config: Any) -> None:
     """Everything that can be checked before the flow starts, each failure one line: sources,
-    the titles file, the model kind and values (and the memory its fit needs), the published
-    name, the store's writability."""
-    from factorflow.errors import ParameterError
-    from factorflow.models.registry import make_model
-    from factorflow.storage.registry import check_name
-    from factorflow.serving.titles import read_titles
+    the titles file, the memory the model's fit needs, the published name, the store's
+    writability. (The model config was validated when it was built.)"""
     from factorflow.pipeline.train import check_fit_memory
+    from factorflow.serving.titles import read_titles
+    from factorflow.storage.registry import check_name
 
     check_sources_exist(args.source, args.test_source, args.titles)
     if args.titles:
         read_titles(args.titles, item_is_int=False)
-    try:
-        model = make_model(args.model, params.model.overrides())  # a bad kind or value fails here
-    except ParameterError as exc:  # the model names its fields; the user typed options
-        field, sep, rest = str(exc).partition("=")
-        if sep and field in MODEL_OPTIONS:
-            raise ParameterError(MODEL_OPTIONS[field] + "=" + rest) from None
-        raise
-    check_fit_memory(model, n_workers=params.compute.n_workers or 1)
+    check_fit_memory(config, n_workers=params.compute.n_workers or 1)
     check_name(args.name or args.model, "--name" if args.name else "--model")
     ensure_writable_store(args.store)
 
@@ -153,14 +201,15 @@ def check_request(args: argparse.Namespace, params: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    config = model_config_from_args(args)
     params = params_from_args(args, args.dataset)
-    check_request(args, params)
+    check_request(args, params, config)
     from factorflow.flows.retrain import retrain_flow
     from factorflow.cli._prefect_api import prefect_api
 
     quiet_user_error_tracebacks()
     with prefect_api():
-        summary = retrain_flow(args.source, args.store, args.model, args.name, params)
+        summary = retrain_flow(args.source, args.store, config, args.name, params)
     summary["rejects"] = rejects_note(args.store, summary["dataset"], summary["snapshot"])
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

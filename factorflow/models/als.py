@@ -17,18 +17,20 @@ partition block, so serial and parallel fits agree.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import scipy.sparse as sp
 
 from factorflow.errors import check_param
-from factorflow.models._solve import solve_block, solve_block_reference
 from factorflow.factors import FactorArrays
-from factorflow.progress import Progress, report
+from factorflow.models.base import StepCallback, check_fold_in, config_params, is_int, is_number
+from factorflow.models.loop import fit_alternating, step_message
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+    from factorflow.progress import Progress
 
 __all__ = [
     "ALS",
@@ -40,48 +42,52 @@ __all__ = [
     "train_csr_parts",
 ]
 
-SweepCallback = Callable[[int, FactorArrays], "dict[str, Any] | None"]
+
+def __getattr__(name: str) -> Any:
+    """The compiled kernels load on first use, so reading the config (``retrain --help``) stays fast."""
+    if name in ("solve_block", "solve_block_reference"):
+        from factorflow.models import _solve
+
+        return getattr(_solve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class ALSConfig:
     """ALS hyper-parameters; defaults tuned on ml-latest-small (see benchmarks/als_tuning.py)."""
 
-    rank: int = 50
-    reg: float = 12.0
-    sweeps: int = 15
-    weighted: bool = False
-    seed: int = 42
-    init_scale: float = 0.1
-    dtype: str = "float32"
-    reg_bias: float | None = 3.0  # λ on the biases; None: biases share λ_i with the factors (spec §5)
+    kind: Literal["als"] = "als"
+    rank: int = field(default=50, metadata={"help": "latent dimensionality K (default 50)"})
+    reg: float = field(default=12.0, metadata={"help": "regularization λ (default 12)"})
+    sweeps: int = field(default=15, metadata={"help": "ALS sweeps (default 15)"})
+    weighted: bool = field(default=False, metadata={"help": "ALS-WR: scale λ by each row's rating count"})
+    seed: int = field(default=42, metadata={"help": "seed of the model's initial factors (default 42)",
+                                            "option": "--model-seed"})
+    init_scale: float = field(default=0.1, metadata={"help": "std of the random initial factors (default 0.1)"})
+    dtype: str = field(default="float32", metadata={"help": "float32 or float64 factors (default float32)"})
+    reg_bias: float | None = field(default=3.0, metadata={
+        "help": "λ on the biases (default 3); 'none': biases share λ with the factors (spec §5)"})
 
     def __post_init__(self) -> None:
-        check_param(isinstance(self.rank, (int, np.integer)) and not isinstance(self.rank, bool)
-                    and self.rank >= 1, "rank", self.rank, "an integer >= 1")
-        check_param(_is_num(self.reg) and self.reg >= 0 and np.isfinite(self.reg), "reg", self.reg,
+        check_param(self.kind == "als", "kind", self.kind, "'als'")
+        check_param(is_int(self.rank) and self.rank >= 1, "rank", self.rank, "an integer >= 1")
+        check_param(is_number(self.reg) and self.reg >= 0 and np.isfinite(self.reg), "reg", self.reg,
                     "a finite number >= 0")
-        check_param(isinstance(self.sweeps, (int, np.integer)) and not isinstance(self.sweeps, bool)
-                    and self.sweeps >= 1, "sweeps", self.sweeps, "an integer >= 1")
+        check_param(is_int(self.sweeps) and self.sweeps >= 1, "sweeps", self.sweeps, "an integer >= 1")
         check_param(isinstance(self.weighted, (bool, np.bool_)), "weighted", self.weighted,
                     "true or false")
-        check_param(isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool)
-                    and self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        check_param(_is_num(self.init_scale) and self.init_scale > 0 and np.isfinite(self.init_scale),
+        check_param(is_int(self.seed) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        check_param(is_number(self.init_scale) and self.init_scale > 0 and np.isfinite(self.init_scale),
                     "init_scale", self.init_scale, "a finite number > 0")
         check_param(self.dtype in ("float32", "float64"), "dtype", self.dtype,
                     "'float32' or 'float64'")
-        check_param(self.reg_bias is None or (_is_num(self.reg_bias) and self.reg_bias >= 0
+        check_param(self.reg_bias is None or (is_number(self.reg_bias) and self.reg_bias >= 0
                     and np.isfinite(self.reg_bias)), "reg_bias", self.reg_bias,
                     "None or a finite number >= 0")
         self.rank, self.sweeps, self.seed = int(self.rank), int(self.sweeps), int(self.seed)
         self.reg, self.init_scale = float(self.reg), float(self.init_scale)
         self.weighted = bool(self.weighted)
         self.reg_bias = None if self.reg_bias is None else float(self.reg_bias)
-
-
-def _is_num(v: object) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
 def init_factors(
@@ -101,6 +107,8 @@ def init_factors(
 
 def train_csr_parts(train: sp.spmatrix) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
     """(users×items CSR, items×users CSR, μ) with canonical sorted indices and float32 data."""
+    import scipy.sparse as sp
+
     if not sp.issparse(train):
         raise TypeError("train must be a scipy.sparse users×items matrix")
     by_user = sp.csr_matrix(train, dtype=np.float32)
@@ -116,12 +124,14 @@ def half_sweep(csr: sp.csr_matrix, other_factors: np.ndarray, other_bias: np.nda
                mu: float, reg: float, weighted: bool,
                reg_bias: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """One half-sweep over all rows of ``csr`` (a single :func:`solve_block` call)."""
+    from factorflow.models._solve import solve_block
+
     return solve_block(csr.indptr.astype(np.int64), csr.indices.astype(np.int32), csr.data,
                        other_factors, other_bias, mu, reg, weighted, reg_bias)
 
 
 def penalty(f: np.ndarray, b: np.ndarray, counts: np.ndarray, reg: float, weighted: bool,
-             reg_bias: float | None = None) -> float:
+            reg_bias: float | None = None) -> float:
     """Σ_rows λ_i (‖f_i‖² + b_i²), or λ_i ‖f_i‖² + reg_bias b_i² when reg_bias is given."""
     lam = reg * counts if weighted else np.full(counts.shape, reg)
     fsq = np.einsum("ij,ij->i", f.astype(np.float64), f.astype(np.float64))
@@ -132,6 +142,8 @@ def penalty(f: np.ndarray, b: np.ndarray, counts: np.ndarray, reg: float, weight
 def objective(train: sp.spmatrix, factors: FactorArrays, reg: float, weighted: bool,
               reg_bias: float | None = None) -> float:
     """The regularized loss J (module docstring) of ``factors`` on the users×items ``train``."""
+    import scipy.sparse as sp
+
     coo = sp.coo_matrix(train)
     err = coo.data.astype(np.float64) - factors.predict(coo.row, coo.col)
     n_u = np.bincount(coo.row, minlength=factors.n_users).astype(np.float64)
@@ -141,48 +153,57 @@ def objective(train: sp.spmatrix, factors: FactorArrays, reg: float, weighted: b
             + penalty(factors.item_factors, factors.item_bias, n_i, reg, weighted, reg_bias))
 
 
-def sweep_message(row: dict[str, Any]) -> str:
-    """One progress line for a history row: train RMSE, and held-out RMSE when the callback gave it."""
-    msg = f"train RMSE {row['train_rmse']:.4f}"
-    return msg + (f", test RMSE {row['test_rmse']:.4f}" if "test_rmse" in row else "")
+sweep_message = step_message  # kept for readers of older code: one progress line per sweep
 
 
 class ALS:
-    """Serial biased ALS implementing the ``FactorModel`` protocol."""
+    """Biased ALS: serial ``fit``, and the block kernel the Dask driver maps (``BlockAlternating``)."""
 
     kind: ClassVar[str] = "als"
+    step_unit: ClassVar[str] = "sweep"
 
     def __init__(self, config: ALSConfig | None = None) -> None:
         self.config = config if config is not None else ALSConfig()
         self.history: list[dict[str, Any]] = []
         self._factors: FactorArrays | None = None
 
-    def fit(self, train: sp.spmatrix, *, progress: Progress | None = None,
-            callback: SweepCallback | None = None) -> ALS:
-        """Run ``config.sweeps`` sweeps on a users×items CSR; fills ``history`` per sweep."""
+    # --- BlockAlternating -------------------------------------------------------------------
+
+    def n_steps(self) -> int:
+        return self.config.sweeps
+
+    def init_sides(self, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return init_factors(self.config, n_users, n_items)
+
+    def solve_rows(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                   other: tuple[np.ndarray, np.ndarray], mu: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Exact (w_i, b_i) of every row of the block (module docstring), its sse and its penalty."""
+        from factorflow.models._solve import solve_block
+
         cfg = self.config
+        factors, bias, sse = solve_block(indptr, indices, data, other[0], other[1], mu, cfg.reg, cfg.weighted,
+                                         cfg.reg_bias)
+        counts = np.diff(indptr).astype(np.float64)
+        return factors, bias, float(sse), penalty(factors, bias, counts, cfg.reg, cfg.weighted, cfg.reg_bias)
+
+    def set_fitted(self, factors: FactorArrays, history: list[dict[str, Any]]) -> None:
+        self._factors, self.history = factors, history
+
+    # --- FactorModel --------------------------------------------------------------------------
+
+    def fit(self, train: sp.spmatrix, *, progress: Progress | None = None,
+            callback: StepCallback | None = None) -> ALS:
+        """Run ``config.sweeps`` sweeps on a users×items CSR; fills ``history`` per sweep."""
         by_user, by_item, mu = train_csr_parts(train)
-        n_users, n_items = by_user.shape
-        w, b, u, c = init_factors(cfg, n_users, n_items)
-        n_u = np.diff(by_user.indptr).astype(np.float64)
-        n_i = np.diff(by_item.indptr).astype(np.float64)
-        self.history = []
-        report(progress, 0, cfg.sweeps, "")
-        for sweep in range(1, cfg.sweeps + 1):
-            t0 = time.perf_counter()
-            w, b, _ = half_sweep(by_user, u, c, mu, cfg.reg, cfg.weighted, cfg.reg_bias)
-            u, c, sse = half_sweep(by_item, w, b, mu, cfg.reg, cfg.weighted, cfg.reg_bias)
-            seconds = time.perf_counter() - t0
-            self._factors = FactorArrays(w, u, b, c, mu)
-            rmse = float(np.sqrt(sse / by_user.nnz)) if by_user.nnz else 0.0
-            obj = (sse + penalty(w, b, n_u, cfg.reg, cfg.weighted, cfg.reg_bias)
-                   + penalty(u, c, n_i, cfg.reg, cfg.weighted, cfg.reg_bias))
-            row: dict[str, Any] = {"sweep": sweep, "train_rmse": rmse, "objective": obj,
-                                   "seconds": seconds}
-            if callback is not None:
-                row.update(callback(sweep, self._factors) or {})
-            self.history.append(row)
-            report(progress, sweep, cfg.sweeps, sweep_message(row))
+        sides = {"user": by_user, "item": by_item}
+
+        def solve_side(side: str, other: tuple[np.ndarray, np.ndarray]):
+            m = sides[side]
+            return self.solve_rows(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, other, mu)
+
+        factors, history = fit_alternating(self, solve_side, by_user.shape[0], by_user.shape[1], by_user.nnz, mu,
+                                           callback=callback, progress=progress)
+        self.set_fitted(factors, history)
         return self
 
     def factors(self) -> FactorArrays:
@@ -191,10 +212,33 @@ class ALS:
         return self._factors
 
     def params(self) -> dict[str, Any]:
-        return asdict(self.config)
+        return config_params(self.config)
 
-    def min_fit_bytes(self, n_users: int = 0, n_items: int = 0) -> int:
+    # --- FoldsIn, MemoryBounded ---------------------------------------------------------------
+
+    def fold_in(self, factors: FactorArrays, item_idx: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
+        """A new user's (w, b) against fixed items: the user half-sweep itself on one row.
+
+        With ũ_j = [u_j; 1] over the rated items, x = [w; b] solves
+        (Σ ũ_jũ_jᵀ + Λ) x = Σ (r_j − c_j − μ) ũ_j with this model's λ (λ·n if ``weighted``;
+        ``reg_bias`` on the bias entry when set) — the exact minimizer of the user's loss.
+        """
+        from factorflow.models._solve import solve_block
+
+        items, r = check_fold_in(factors, item_idx, ratings)
+        if len(items) == 0:
+            return np.zeros(factors.rank, dtype=np.float32), 0.0
+        cfg = self.config
+        w, b, _ = solve_block(np.array([0, len(items)], dtype=np.int64), items.astype(np.int32),
+                              r.astype(np.float32), factors.item_factors.astype(np.float32),
+                              factors.item_bias.astype(np.float32), float(factors.global_mean), cfg.reg,
+                              cfg.weighted, cfg.reg_bias)
+        return w[0], float(b[0])
+
+    @staticmethod
+    def min_fit_bytes(config: ALSConfig, n_users: int = 0, n_items: int = 0) -> int:
         """A lower bound on one fitting process's memory: a row's (K+1)² float64 normal equations
         and their Cholesky factor, plus both factor tables and a copy of each in ``config.dtype``."""
-        k = self.config.rank
-        return 2 * (k + 1) ** 2 * 8 + 2 * (n_users + n_items) * k * np.dtype(self.config.dtype).itemsize
+        k = config.rank
+        return 2 * (k + 1) ** 2 * 8 + 2 * (n_users + n_items) * k * np.dtype(config.dtype).itemsize
+

@@ -1,12 +1,14 @@
-"""Dask driver for biased ALS over partition blocks.
+"""The Dask driver: maps a model's block kernel over resident partition blocks.
 
-Per half-sweep it maps the pure kernel :func:`factorflow.models.als.solve_block` over the
-row blocks of one side, with the other side's factors scattered once (to one worker; the
+Any model with the :class:`~factorflow.models.base.BlockAlternating` capability (ALS now) is
+fitted here by the shared loop :func:`factorflow.models.loop.fit_alternating`; this module only
+supplies its ``solve_side``. Per half-step it maps the model's pure kernel ``solve_rows`` over
+the row blocks of one side, with the other side's factors scattered once (to one worker; the
 others fetch it from there when their first block needs it), and gathers the new factors on
-the driver — so the task graph holds P tasks per half-sweep and never grows
-with the number of sweeps. Blocks are loaded once onto the workers and stay there across
-sweeps. Each row's solve is independent of the blocking, so the result equals the serial
-:class:`factorflow.models.als.ALS` (same seed ⇒ same factors, any worker or block count).
+the driver — so the task graph holds P tasks per half-step and never grows with the number of
+steps. Blocks are loaded once onto the workers and stay there across steps. Each row's solve
+is independent of the blocking, so the result equals the model's serial ``fit`` (same seed ⇒
+same factors, any worker or block count).
 
 Losing a worker mid-fit (killed, out of memory, network) costs time, never data or results:
 
@@ -14,9 +16,9 @@ Losing a worker mid-fit (killed, out of memory, network) costs time, never data 
   recomputes the blocks a dead worker held from their graph on a surviving worker;
 - the other side's factors are scattered data, which the scheduler cannot recompute. If the
   scatter fails because its worker died (``CommClosedError``), or every holder dies so the
-  block solves are cancelled ("lost dependencies"), the half-sweep is re-run from the driver's
-  copy: re-scatter, re-submit. A half-sweep is a pure function of (blocks, other side), so the
-  re-run gives the same factors. At most :data:`HALF_SWEEP_ATTEMPTS` tries per half-sweep,
+  block solves are cancelled ("lost dependencies"), the half-step is re-run from the driver's
+  copy: re-scatter, re-submit. A half-step is a pure function of (blocks, other side), so the
+  re-run gives the same factors. At most :data:`HALF_SWEEP_ATTEMPTS` tries per half-step,
   waiting for a worker between them.
 
 The scatter is deliberately not ``broadcast=True``: the scheduler's replicate step behind it
@@ -24,135 +26,110 @@ keeps retrying a worker that died during it and never returns (distributed 2026.
 turned one lost worker into a hung fit.
 
 Errors raised by the tasks themselves (a bad block file, a kernel error) are not retried here;
-transient I/O while loading a block is retried inside :func:`factorflow.data.partitions.load_block`.
+transient I/O while loading a block is retried inside ``load_block``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any
 
 import numpy as np
 from distributed import Client, Future, wait
 
-from factorflow.models.als import ALSConfig, init_factors, penalty, solve_block, sweep_message
-from factorflow.factors import FactorArrays
 from factorflow.data.partitions import PartitionsRef, RowBlock, load_block
-from factorflow.progress import Progress, report
+from factorflow.factors import FactorArrays
+from factorflow.models.base import BlockAlternating, StepCallback
+from factorflow.models.loop import fit_alternating
+from factorflow.progress import Progress
 
 log = logging.getLogger(__name__)
 
-#: Tries per half-sweep when workers are lost during it (the first try included).
+#: Tries per half-step when workers are lost during it (the first try included).
 HALF_SWEEP_ATTEMPTS = 4
-#: Seconds to wait for at least one worker before re-running a half-sweep.
+#: Seconds to wait for at least one worker before re-running a half-step.
 WORKER_WAIT_S = 120.0
+
+Solved = tuple[np.ndarray, np.ndarray, float, float]
 
 
 class _WorkerLost(Exception):
-    """A half-sweep lost its scattered factors or its connection to a worker; it can be re-run."""
+    """A half-step lost its scattered factors or its connection to a worker; it can be re-run."""
 
 
 def _solve(block: RowBlock, other: tuple[np.ndarray, np.ndarray], mu: float,
-           cfg: ALSConfig) -> tuple[int, int, np.ndarray, np.ndarray, float, float]:
-    """Kernel call on one block; also returns the block's share of the regularization term."""
-    factors, bias, sse = solve_block(
-        block.indptr, block.indices, block.data, other[0], other[1], mu, cfg.reg, cfg.weighted, cfg.reg_bias
-    )
-    reg_term = penalty(factors, bias, np.diff(block.indptr), cfg.reg, cfg.weighted, cfg.reg_bias)
-    return block.start, block.stop, factors, bias, float(sse), reg_term
+           model: BlockAlternating) -> tuple[int, int, np.ndarray, np.ndarray, float, float]:
+    """The model's kernel on one block, tagged with the block's row range."""
+    factors, bias, sse, penalty = model.solve_rows(block.indptr, block.indices, block.data, other, mu)
+    return block.start, block.stop, factors, bias, float(sse), float(penalty)
 
 
 def _load_blocks(client: Client, parts: PartitionsRef, side: str) -> list[Future]:
-    n_blocks = len(parts.manifest[side])
-    return [
-        client.submit(load_block, parts.path, side, b, pure=False)
-        for b in range(n_blocks)
-    ]
+    return [client.submit(load_block, parts.path, side, b, pure=False) for b in range(len(parts.manifest[side]))]
 
 
-def _half_sweep(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray],
-                out_factors: np.ndarray, out_bias: np.ndarray, mu: float, cfg: ALSConfig) -> tuple[float, float]:
-    """Solve one side in place; returns (sse after the update, that side's regularization term).
-
-    Re-run (up to :data:`HALF_SWEEP_ATTEMPTS` tries) when a lost worker takes the scattered
-    factors with it; ``out_*`` are written only from a complete gather.
-    """
+def _half_step(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], n_rows: int,
+               mu: float, model: BlockAlternating) -> Solved:
+    """Solve every row of one side; re-run (up to :data:`HALF_SWEEP_ATTEMPTS` tries) when a lost
+    worker takes the scattered factors with it."""
     for attempt in range(1, HALF_SWEEP_ATTEMPTS + 1):
         try:
-            return _half_sweep_once(client, blocks, other, out_factors, out_bias, mu, cfg)
+            return _half_step_once(client, blocks, other, n_rows, mu, model)
         except _WorkerLost as exc:
             if attempt == HALF_SWEEP_ATTEMPTS:
                 raise exc.__cause__ from None
-            log.warning("ALS half-sweep lost a worker (%s); re-running it (try %d of %d)",
+            log.warning("half-sweep lost a worker (%s); re-running it (try %d of %d)",
                         exc, attempt + 1, HALF_SWEEP_ATTEMPTS)
             time.sleep(0.2 * attempt)
             client.wait_for_workers(1, timeout=WORKER_WAIT_S)
     raise AssertionError("unreachable")
 
 
-def _half_sweep_once(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray],
-                     out_factors: np.ndarray, out_bias: np.ndarray, mu: float,
-                     cfg: ALSConfig) -> tuple[float, float]:
+def _half_step_once(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], n_rows: int,
+                    mu: float, model: BlockAlternating) -> Solved:
     try:
         [other_f] = client.scatter([other], hash=False)
     except OSError as exc:  # CommClosedError: the worker it went to died
         raise _WorkerLost(f"scatter failed: {type(exc).__name__}: {exc}") from exc
-    futures = [client.submit(_solve, blk, other_f, mu, cfg, pure=False) for blk in blocks]
+    futures = [client.submit(_solve, blk, other_f, mu, model, pure=False) for blk in blocks]
     try:
         results = client.gather(futures)
     except CancelledError as exc:  # every holder of the scattered factors died: dependents cancelled
         raise _WorkerLost(f"{type(exc).__name__}: {exc}") from exc
     finally:
         client.cancel([other_f, *futures])
-    sse = reg_total = 0.0
-    for start, stop, factors, bias, block_sse, block_reg in results:
-        out_factors[start:stop] = factors
-        out_bias[start:stop] = bias
+    k, dtype = other[0].shape[1], results[0][2].dtype if results else other[0].dtype
+    factors, bias = np.empty((n_rows, k), dtype=dtype), np.empty(n_rows, dtype=dtype)
+    sse = penalty = 0.0
+    for start, stop, block_f, block_b, block_sse, block_penalty in results:
+        factors[start:stop] = block_f
+        bias[start:stop] = block_b
         sse += block_sse
-        reg_total += block_reg
-    return sse, reg_total
+        penalty += block_penalty
+    return factors, bias, sse, penalty
 
 
-def fit_als_dask(
-    client: Client,
-    parts: PartitionsRef,
-    config: ALSConfig,
-    *,
-    callback: Callable[[int, FactorArrays], dict[str, Any]] | None = None,
-    progress: Progress | None = None,
-) -> tuple[FactorArrays, list[dict[str, Any]]]:
-    """Fit biased ALS on the partitions at ``parts``; returns the factors and a per-sweep history.
+def fit_blocks(client: Client, parts: PartitionsRef, model: BlockAlternating, *,
+               callback: StepCallback | None = None,
+               progress: Progress | None = None) -> tuple[FactorArrays, list[dict[str, Any]]]:
+    """Fit ``model`` on the partitions at ``parts``; returns the factors and the per-step history
+    (also handed to ``model.set_fitted``, so ``model.factors()`` works afterwards).
 
-    History rows: sweep, train_rmse (after the item half-sweep), objective, seconds, plus
-    whatever ``callback(sweep, factors)`` returns (e.g. test RMSE for the learning curve).
+    History rows are those of :func:`factorflow.models.loop.fit_alternating` (step, train_rmse,
+    objective, seconds, plus what ``callback(step, factors)`` returns).
     """
     m = parts.manifest
     n_users, n_items, nnz, mu = int(m["n_users"]), int(m["n_items"]), int(m["nnz"]), float(m["global_mean"])
-    W, b, U, c = init_factors(config, n_users, n_items)
-    user_blocks = _load_blocks(client, parts, "user")
-    item_blocks = _load_blocks(client, parts, "item")
-    wait(user_blocks + item_blocks)
-    history: list[dict[str, Any]] = []
+    blocks = {"user": _load_blocks(client, parts, "user"), "item": _load_blocks(client, parts, "item")}
+    rows = {"user": n_users, "item": n_items}
+    wait(blocks["user"] + blocks["item"])
     try:
-        for sweep in range(1, config.sweeps + 1):
-            t0 = time.perf_counter()
-            _, user_penalty = _half_sweep(client, user_blocks, (U, c), W, b, mu, config)
-            sse, item_penalty = _half_sweep(client, item_blocks, (W, b), U, c, mu, config)
-            factors = FactorArrays(W.copy(), U.copy(), b.copy(), c.copy(), mu)
-            row: dict[str, Any] = {
-                "sweep": sweep,
-                "train_rmse": float(np.sqrt(sse / max(nnz, 1))),
-                "objective": sse + user_penalty + item_penalty,
-                "seconds": time.perf_counter() - t0,
-            }
-            if callback is not None:
-                row.update(callback(sweep, factors))
-            history.append(row)
-            report(progress, sweep, config.sweeps, sweep_message(row))
+        factors, history = fit_alternating(
+            model, lambda side, other: _half_step(client, blocks[side], other, rows[side], mu, model),
+            n_users, n_items, nnz, mu, callback=callback, progress=progress)
     finally:
-        client.cancel(user_blocks + item_blocks)
-    return FactorArrays(W, U, b, c, mu), history
-
+        client.cancel(blocks["user"] + blocks["item"])
+    model.set_fitted(factors, history)
+    return factors, history

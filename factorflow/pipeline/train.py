@@ -1,8 +1,11 @@
-"""Fit one model on a split: the serial path for every kind, the Dask driver for ALS.
+"""Fit one model on a split: the model is built here, once, from its validated config.
 
-Pure orchestration (no Prefect): the train task calls :func:`train_model` with paths'
-manifests and, for ALS, a Dask client. Every iterative model reports one history row per
-step (sweep/epoch) including the held-out RMSE of the named split, for the learning curve.
+Pure orchestration (no Prefect): the train task calls :func:`train_model` with store
+references and, when the model can be distributed, a Dask client. What runs on Dask is
+decided by capability (:class:`~factorflow.models.base.BlockAlternating`: the driver maps the
+model's block kernel), never by the model's name; every other model runs its own ``fit``.
+Every iterative model reports one history row per step (sweep/epoch) including the held-out
+RMSE of the named split, for the learning curve.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import numpy as np
 
 from factorflow.evaluation.metrics import rating_metrics
 from factorflow.factors import FactorArrays
-from factorflow.models.registry import make_model
+from factorflow.models.base import BlockAlternating, MemoryBounded
+from factorflow.models.registry import as_config, make_model, model_class, supports
 from factorflow.progress import Progress
 from factorflow.data.splits import SplitRef, read_test, train_csr
 
@@ -54,25 +58,33 @@ def available_memory() -> int | None:
         return None
 
 
-def check_fit_memory(model: Any, n_users: int = 0, n_items: int = 0, n_workers: int = 1) -> None:
-    """ParameterError when ``n_workers`` fits of ``model`` cannot fit in the available memory
-    (``model.min_fit_bytes``; models without one are not checked). Run before fitting, so a
-    hopeless ``--rank`` is refused in one line instead of failing with MemoryError later."""
-    need = getattr(model, "min_fit_bytes", lambda *_: 0)(n_users, n_items) * max(1, n_workers)
+def distributable(config: Any) -> bool:
+    """Whether ``config``'s model has a block kernel the Dask driver can map (so the flow builds
+    partitions for it)."""
+    return supports(as_config(config).kind, BlockAlternating)
+
+
+def check_fit_memory(config: Any, n_users: int = 0, n_items: int = 0, n_workers: int = 1) -> None:
+    """ParameterError when ``n_workers`` fits of ``config``'s model cannot fit in the available
+    memory (its class's ``min_fit_bytes``; models without the capability are not checked). Run
+    before fitting, so a hopeless ``--rank`` is refused in one line, not by a MemoryError later."""
+    config = as_config(config)
+    if not supports(config.kind, MemoryBounded):
+        return
+    need = model_class(config.kind).min_fit_bytes(config, n_users, n_items) * max(1, n_workers)
     have = available_memory()
     if have and need > have:
         from factorflow.errors import ParameterError
 
         shape = f" on {n_users:,} users × {n_items:,} items" if n_users or n_items else ""
         raise ParameterError(
-            f"--rank={model.params().get('rank')}: fitting {model.kind}{shape} needs at least {need / 2**30:,.1f} GiB "
+            f"--rank={getattr(config, 'rank', None)}: fitting {config.kind}{shape} needs at least {need / 2**30:,.1f} GiB "
             f"({max(1, n_workers)} worker(s)) but {have / 2**30:,.1f} GiB is available; "
             "use a smaller --rank or fewer --workers")
 
 
 def train_model(
-    kind: str,
-    overrides: dict[str, Any],
+    config: Any,
     split: SplitRef,
     *,
     partitions: Any = None,
@@ -80,19 +92,22 @@ def train_model(
     rating_range: tuple[float, float] = (0.5, 5.0),
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Fit ``kind`` with ``overrides`` on ``split``'s train part.
+    """Fit the model of ``config`` (a config object, or a kind name for its defaults) on
+    ``split``'s train part.
 
-    ALS with a Dask ``client`` and ``partitions`` runs the distributed driver; otherwise the
-    model's own serial ``fit`` runs on the train CSR. Both give the same factors for a seed.
+    A :class:`~factorflow.models.base.BlockAlternating` model with a Dask ``client`` and
+    ``partitions`` runs on the block driver; otherwise its own serial ``fit`` runs on the train
+    CSR. Both give the same factors for a seed.
     """
-    model = make_model(kind, overrides)
+    config = as_config(config)
     n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
-    check_fit_memory(model, int(split.manifest["n_users"]), int(split.manifest["n_items"]), n_workers)
+    check_fit_memory(config, int(split.manifest["n_users"]), int(split.manifest["n_items"]), n_workers)
+    model = make_model(config)
     callback = rmse_callback(test_arrays(split), rating_range)
-    if kind == "als" and client is not None and partitions is not None:
-        from factorflow.parallel.block_driver import fit_als_dask
+    if client is not None and partitions is not None and isinstance(model, BlockAlternating):
+        from factorflow.parallel.block_driver import fit_blocks
 
-        factors, history = fit_als_dask(client, partitions, model.config, callback=callback, progress=progress)
-        return TrainResult(factors, history, model.params(), kind)
-    model.fit(train_csr(split), progress=progress, callback=callback)
-    return TrainResult(model.factors(), list(getattr(model, "history", [])), model.params(), kind)
+        fit_blocks(client, partitions, model, callback=callback, progress=progress)
+    else:
+        model.fit(train_csr(split), progress=progress, callback=callback)
+    return TrainResult(model.factors(), list(model.history), model.params(), model.kind)

@@ -52,6 +52,12 @@ def open_store(url: str | os.PathLike[str]) -> tuple[AbstractFileSystem, str]:
     return fs, root.rstrip("/") or "/"
 
 
+def store_url(store: str | os.PathLike[str]) -> str:
+    """The store's root as the canonical URL (absolute path when local) that reports show."""
+    fs, root = open_store(store)
+    return url_of(fs, root)
+
+
 def url_of(fs: AbstractFileSystem, path: str) -> str:
     """``path`` on ``fs`` as a URL that :func:`open_store` maps back (plain path when local)."""
     return path if is_local(fs) else fs.unstrip_protocol(path)

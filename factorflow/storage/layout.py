@@ -13,8 +13,9 @@
     STORE/models/NAME/versions/VERSION/              one published model version
         user_factors.parquet item_factors.parquet seen.parquet recommendations.parquet model.json
     STORE/models/NAME/CURRENT                        text file naming the published VERSION
-    STORE/runs/RUN/                                  one flow run's scratch: factors.npz, history.json,
-                                                     metrics.json, learning_curve.png, recommendations.parquet
+    STORE/runs/RUN/                                  one flow run's scratch: owner.json, factors.npz, history.json,
+                                                     trained.json, metrics.json, learning_curve.png,
+                                                     recommendations.parquet
 """
 
 from __future__ import annotations
@@ -121,6 +122,15 @@ def version_dir(root: str, name: str, version: str) -> str:
 
 def current_file(root: str, name: str) -> str:
     return join(model_dir(root, name), "CURRENT")
+
+
+#: Files of a run's scratch folder (what the tasks of one flow run hand each other).
+RUN_FACTORS = "factors.npz"
+RUN_HISTORY = "history.json"
+RUN_TRAINED = "trained.json"
+RUN_METRICS = "metrics.json"
+RUN_CURVE = "learning_curve.png"
+RUN_RECOMMENDATIONS = "recommendations.parquet"
 
 
 def runs_dir(root: str) -> str:

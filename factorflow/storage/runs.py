@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from factorflow.errors import ParameterError
 from factorflow.storage import fs as fsio
@@ -31,6 +33,33 @@ def keep_runs() -> int:
     if not text.isdigit():
         raise ParameterError(f"FACTORFLOW_KEEP_RUNS={text!r}: must be a whole number of runs (>= 0)")
     return int(text)
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """One flow run's scratch folder (``path``: a URL every task reopens) and what was trained there.
+
+    ``kind``/``params``/``dask_workers`` are filled by the train step (:meth:`trained`); the
+    arrays and the learning curve stay in the folder (``factors.npz``, ``history.json``).
+    """
+
+    path: str
+    run_id: str
+    kind: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    dask_workers: int | None = None
+
+    def file(self, name: str) -> str:
+        """URL of one file of the run folder (names: the ``RUN_*`` constants of storage.layout)."""
+        return fsio.join(self.path, name)
+
+    def trained(self, kind: str, params: dict[str, Any], dask_workers: int | None) -> RunRef:
+        return replace(self, kind=kind, params=dict(params), dask_workers=dask_workers)
+
+
+def open_run(store: str, run_id: str) -> RunRef:
+    """:func:`start_run` as a :class:`RunRef`."""
+    return RunRef(start_run(store, run_id), run_id)
 
 
 def start_run(store: str, run_id: str) -> str:

@@ -1,14 +1,21 @@
-"""Fitted factor arrays on disk between pipeline steps (a run's scratch, not the published tables)."""
+"""A run's scratch on disk between pipeline steps: factor arrays, history, metrics (not the published tables).
+
+Files of ``STORE/runs/RUN/`` are named in :mod:`factorflow.storage.layout` (``RUN_*``).
+"""
 
 from __future__ import annotations
 
 import io
 import posixpath
+from typing import Any
 
 import numpy as np
 
 from factorflow.factors import FactorArrays
-from factorflow.storage.fs import open_path
+from factorflow.storage import layout
+from factorflow.storage import parquet as pqio
+from factorflow.storage.fs import open_path, read_json, url_of, write_json
+from factorflow.storage.runs import RunRef
 
 
 def save_factors(path: str, factors: FactorArrays) -> None:
@@ -39,3 +46,54 @@ def load_factors(path: str) -> FactorArrays:
         z["user_factors"], z["item_factors"], z["user_bias"], z["item_bias"],
         float(z["global_mean"]), extra,
     )
+
+
+# --- a run's scratch folder, by RunRef ---------------------------------------------------------
+
+
+def save_trained(run: RunRef, factors: FactorArrays, history: list[dict[str, Any]]) -> None:
+    """The train step's output: ``factors.npz`` and ``history.json`` (the learning curve)."""
+    save_factors(run.file(layout.RUN_FACTORS), factors)
+    write_run_json(run, layout.RUN_HISTORY, history)
+    write_run_json(run, layout.RUN_TRAINED, {"kind": run.kind, "params": run.params,
+                                             "dask_workers": run.dask_workers})
+
+
+def load_run_factors(run: RunRef) -> FactorArrays:
+    return load_factors(run.file(layout.RUN_FACTORS))
+
+
+def load_history(run: RunRef) -> list[dict[str, Any]]:
+    return read_run_json(run, layout.RUN_HISTORY)
+
+
+def write_run_json(run: RunRef, name: str, obj: Any) -> str:
+    """Write ``obj`` as JSON to a file of the run folder; returns its URL."""
+    fs, p = open_path(run.file(name))
+    write_json(fs, p, obj)
+    return run.file(name)
+
+
+def read_run_json(run: RunRef, name: str) -> Any:
+    fs, p = open_path(run.file(name))
+    return read_json(fs, p)
+
+
+def write_run_bytes(run: RunRef, name: str, data: bytes) -> str:
+    """Write raw bytes (e.g. the learning-curve PNG) to a file of the run folder; returns its URL."""
+    fs, p = open_path(run.file(name))
+    with fs.open(p, "wb") as f:
+        f.write(data)
+    return url_of(fs, p)
+
+
+def write_run_table(run: RunRef, name: str, table: Any) -> str:
+    """Write a Parquet table to a file of the run folder; returns its URL."""
+    fs, p = open_path(run.file(name))
+    pqio.write_table(fs, p, table)
+    return run.file(name)
+
+
+def read_run_table(path: str) -> Any:
+    fs, p = open_path(path)
+    return pqio.read_table(fs, p)

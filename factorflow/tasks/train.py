@@ -1,4 +1,4 @@
-"""Prefect task: fit a model on a split (ALS through the Dask driver) and save its arrays."""
+"""Prefect tasks: open the run's scratch folder; fit a model on a split (Dask when it can) and save it."""
 
 from __future__ import annotations
 
@@ -7,38 +7,49 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from factorflow.config import ComputeOptions
-from factorflow.storage.fs import join, open_store, write_json
+from factorflow.data.partitions import PartitionsRef
+from factorflow.data.splits import SplitRef
+from factorflow.storage.runs import RunRef
 from factorflow.tasks._prefect import retry_on_io_error, task_progress
 
 
+@task(name="open-run", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error)
+def open_run_task(store: str, run_id: str) -> RunRef:
+    """Create the run's scratch folder and apply the retention rule to older ones."""
+    from factorflow.storage.runs import keep_runs, open_run, prune_runs
+
+    run = open_run(store, run_id)
+    pruned = prune_runs(store)
+    if pruned:
+        get_run_logger().info("removed %d old run folder(s) under %s/runs (keeping the newest %d and live ones)",
+                              len(pruned), store, keep_runs())
+    return run
+
+
 @task(name="train", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_io_error)
-def train_task(kind: str, overrides: dict[str, Any], split: dict[str, Any], partitions: dict[str, Any] | None,
-               compute: ComputeOptions, run_dir: str, rating_range: tuple[float, float]) -> dict[str, Any]:
-    """Fit ``kind`` and write ``factors.npz`` + ``history.json`` under ``run_dir``; returns paths and params."""
-    from factorflow.data.splits import SplitRef
-    from factorflow.storage.scratch import save_factors
+def train_task(config: Any, split: SplitRef, partitions: PartitionsRef | None, compute: ComputeOptions,
+               run: RunRef, rating_range: tuple[float, float]) -> RunRef:
+    """Fit ``config``'s model and write its arrays and learning curve into the run folder.
+
+    With ``partitions`` (a model with a block kernel) the fit runs on a Dask cluster.
+    """
     from factorflow.pipeline.train import train_model
+    from factorflow.storage.scratch import save_trained
 
     logger = get_run_logger()
-    split_ref = SplitRef.from_dict(split)
-    progress = task_progress(f"train {kind}", "sweep")
+    progress = task_progress(f"train {config.kind}", "sweep")
+    n_workers = 0
     if partitions is not None:
         from factorflow.parallel.cluster import dask_client
-        from factorflow.data.partitions import PartitionsRef
 
-        parts = PartitionsRef.from_dict(partitions)
         with dask_client(compute.dask_address, compute.n_workers) as client:
             n_workers = len(client.scheduler_info()["workers"])
             logger.info("Dask: %d workers at %s; %d blocks per side", n_workers, client.scheduler.address,
-                        len(parts.manifest["user"]))
-            result = train_model(kind, overrides, split_ref, partitions=parts, client=client,
+                        len(partitions.manifest["user"]))
+            result = train_model(config, split, partitions=partitions, client=client,
                                  rating_range=rating_range, progress=progress)
     else:
-        n_workers = 0
-        result = train_model(kind, overrides, split_ref, rating_range=rating_range, progress=progress)
-    fs, root = open_store(run_dir)
-    factors_path = join(run_dir, "factors.npz")
-    save_factors(factors_path, result.factors)
-    write_json(fs, join(root, "history.json"), result.history)
-    return {"kind": kind, "params": result.params, "factors": factors_path, "history": result.history,
-            "dask_workers": n_workers}
+        result = train_model(config, split, rating_range=rating_range, progress=progress)
+    run = run.trained(result.kind, result.params, n_workers)
+    save_trained(run, result.factors, result.history)
+    return run

@@ -1,0 +1,72 @@
+"""The one loop that drives every iterative fit: steps, progress, callbacks, history.
+
+:func:`run_steps` is what serial fits and distributed drivers share: it times each step, adds
+what the ``callback`` returns (e.g. the held-out RMSE of the named split for the learning
+curve), appends the history row and reports progress. :func:`fit_alternating` is the
+alternating-half-step fit of a :class:`~factorflow.models.base.BlockAlternating` model given a
+``solve_side`` function: the serial fit passes one that runs the model's kernel over the whole
+CSR, the Dask driver one that maps it over partition blocks, so both give the same factors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from factorflow.factors import FactorArrays
+from factorflow.models.base import BlockAlternating, StepCallback
+from factorflow.progress import Progress, report
+
+#: ``solve_side(side, other) -> (factors, biases, sse, penalty)`` for ``side`` in {"user", "item"}.
+SolveSide = Callable[[str, tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray, float, float]]
+
+
+def step_message(row: dict[str, Any]) -> str:
+    """One progress line for a history row: train RMSE, and held-out RMSE when the callback gave it."""
+    msg = f"train RMSE {row['train_rmse']:.4f}" if "train_rmse" in row else ""
+    return msg + (f", test RMSE {row['test_rmse']:.4f}" if "test_rmse" in row else "")
+
+
+def run_steps(n_steps: int, step: Callable[[int], tuple[FactorArrays, dict[str, Any]]], *, unit: str = "step",
+              callback: StepCallback | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run ``step(1..n_steps)``; each returns (factors after the step, its row of measurements).
+
+    History row: ``{unit: s, **row, "seconds": wall time of the step, **callback(s, factors)}``.
+    """
+    history: list[dict[str, Any]] = []
+    report(progress, 0, n_steps, "")
+    for s in range(1, n_steps + 1):
+        t0 = time.perf_counter()
+        factors, measured = step(s)
+        row: dict[str, Any] = {unit: s, **measured, "seconds": time.perf_counter() - t0}
+        if callback is not None:
+            row.update(callback(s, factors) or {})
+        history.append(row)
+        report(progress, s, n_steps, step_message(row))
+    return history
+
+
+def fit_alternating(model: BlockAlternating, solve_side: SolveSide, n_users: int, n_items: int, nnz: int,
+                    mu: float, *, callback: StepCallback | None = None,
+                    progress: Progress | None = None) -> tuple[FactorArrays, list[dict[str, Any]]]:
+    """Alternate user and item half-steps ``model.n_steps()`` times from ``model.init_sides``.
+
+    Row measurements: ``train_rmse`` (after the item half-step) and ``objective`` (its sse plus
+    both sides' penalties). Returns the final factors and the history.
+    """
+    w, b, u, c = model.init_sides(n_users, n_items)
+    state: dict[str, FactorArrays] = {}
+
+    def step(_: int) -> tuple[FactorArrays, dict[str, Any]]:
+        nonlocal w, b, u, c
+        w, b, _, user_penalty = solve_side("user", (u, c))
+        u, c, sse, item_penalty = solve_side("item", (w, b))
+        state["f"] = FactorArrays(w, u, b, c, mu)
+        return state["f"], {"train_rmse": float(np.sqrt(sse / nnz)) if nnz else 0.0,
+                            "objective": float(sse + user_penalty + item_penalty)}
+
+    history = run_steps(model.n_steps(), step, unit=model.step_unit, callback=callback, progress=progress)
+    return state.get("f", FactorArrays(w, u, b, c, mu)), history

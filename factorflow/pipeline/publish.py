@@ -1,0 +1,96 @@
+"""Publish a run: ``model.json`` is assembled here, and only here, then the registry writes the version.
+
+The body (kind, params, dataset, split, metrics, learning curve, provenance, gate status) comes
+from :func:`model_json`; :func:`factorflow.storage.registry.publish` adds only the facts of
+the stored tables (version, name, created_at, rank, global_mean, n_users, n_items, tables,
+files). A model that fails the publish gate (:func:`factorflow.evaluation.gate.publish_blockers`)
+is kept as a version marked ``"status": "rejected"``, CURRENT is left alone, and
+:class:`~factorflow.errors.ModelRejectedError` says why in one line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from factorflow import __version__
+from factorflow.data.partitions import PartitionsRef
+from factorflow.data.splits import SplitRef, train_csr
+from factorflow.errors import ModelRejectedError, NotFoundError
+from factorflow.evaluation.gate import publish_blockers
+from factorflow.factors import FactorArrays
+from factorflow.storage.datasets import SnapshotRef, read_ids
+from factorflow.storage.registry import current_version, publish
+from factorflow.storage.runs import RunRef
+from factorflow.storage.scratch import load_history, load_run_factors, read_run_table
+
+#: ``model.json`` keys written here (the registry adds its own; see its module docstring).
+BODY_KEYS = ("kind", "params", "global_mean", "rating_range", "dataset", "split", "partitions", "dask_workers",
+             "metrics", "learning_curve", "code_version", "status")
+
+
+def code_version() -> str:
+    """The package version plus the git commit when running from a checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+g{sha}" if sha else __version__
+
+
+def model_json(run: RunRef, factors: FactorArrays, history: list[dict[str, Any]], metrics: dict[str, Any],
+               snapshot: SnapshotRef, split: SplitRef, partitions: PartitionsRef | None,
+               rating_range: tuple[float, float], blockers: list[str]) -> dict[str, Any]:
+    """The body of ``model.json`` for a trained run (stable keys: see the registry's docstring)."""
+    body: dict[str, Any] = {
+        "kind": run.kind,
+        "params": run.params,
+        "global_mean": factors.global_mean,
+        "rating_range": list(rating_range),
+        "dataset": {"name": snapshot.name, "snapshot": snapshot.snapshot, "source": snapshot.manifest.get("source")},
+        "split": {"id": split.split, **{k: split.manifest.get(k) for k in
+                                       ("kind", "params", "seed", "n_train", "n_test", "n_test_cold")}},
+        "partitions": None if partitions is None else {"n_blocks": partitions.manifest["n_blocks"]},
+        "dask_workers": run.dask_workers,
+        "metrics": {k: v for k, v in metrics.items() if k != "learning_curve_png"},
+        "learning_curve": history,
+        "code_version": code_version(),
+        "status": "rejected" if blockers else "published",
+    }
+    if blockers:
+        body["rejected_because"] = blockers
+    return body
+
+
+def _titles(path: str | None, item_ids: Any) -> Any:
+    """Titles aligned with ``item_ids`` from a MovieLens-style movies.csv (movieId,title), or None."""
+    if not path:
+        return None
+    from factorflow.serving.titles import titles_for
+
+    return titles_for(path, item_ids)
+
+
+def publish_run(store: str, name: str, run: RunRef, metrics: dict[str, Any], snapshot: SnapshotRef,
+                split: SplitRef, partitions: PartitionsRef | None, recommendations: str | None,
+                item_titles: str | None, rating_range: tuple[float, float]) -> str:
+    """Publish the run as a new version of model ``name``; switch CURRENT to it unless the gate
+    rejects it (then raise ModelRejectedError after keeping the version). Returns the version."""
+    factors = load_run_factors(run)
+    user_ids = read_ids(snapshot, "user").column("user_id")
+    item_ids = read_ids(snapshot, "item").column("item_id")
+    extra = {"recommendations": read_run_table(recommendations)} if recommendations else {}
+    blockers = publish_blockers(metrics, factors, run.kind or "")
+    body = model_json(run, factors, load_history(run), metrics, snapshot, split, partitions, rating_range, blockers)
+    version = publish(store, name, factors, user_ids, item_ids, body, seen=train_csr(split),
+                      item_titles=_titles(item_titles, item_ids), extra_tables=extra, set_current=not blockers)
+    if blockers:
+        try:
+            current = f"CURRENT still names {current_version(store, name)}"
+        except NotFoundError:
+            current = "there is no CURRENT version"
+        raise ModelRejectedError(f"model {name} was not published: {'; and '.join(blockers)}; kept as rejected "
+                                 f"version {version}, {current}")
+    return version
