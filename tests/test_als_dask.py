@@ -24,7 +24,7 @@ def split(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def serial(split):
-    from factorflow.data.splits import train_csr
+    from factorflow.storage.splits import train_csr
 
     return ALS(CONFIG).fit(train_csr(split))
 

@@ -78,9 +78,11 @@ def test_recommend_on_a_corrupted_model_is_one_line(tmp_path, capsys):
 
 def test_snapshot_split_and_partitions_are_verified(tmp_path):
     from factorflow.data.ingest import ingest_source
-    from factorflow.data.partitions import build_partitions, load_block
-    from factorflow.data.splits import make_split, read_train
+    from factorflow.data.partitions import build_partitions
+    from factorflow.data.splits import make_split
     from factorflow.data.synth import write_synthetic_csv
+    from factorflow.storage.partitions import load_block
+    from factorflow.storage.splits import read_train
 
     src = tmp_path / "r.csv"
     write_synthetic_csv(str(src), 60, 40, 1500, seed=1)

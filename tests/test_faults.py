@@ -425,7 +425,7 @@ class FlakyLocalFileSystem(LocalFileSystem):
 def flaky_parts(parts):
     import fsspec
 
-    from factorflow.data.partitions import PartitionsRef
+    from factorflow.storage.partitions import PartitionsRef
 
     fsspec.register_implementation("flaky", FlakyLocalFileSystem, clobber=True)
     FlakyLocalFileSystem.reset()
@@ -434,7 +434,7 @@ def flaky_parts(parts):
 
 
 def _retry_records(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "factorflow.data.partitions" and "retrying" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if r.name == "factorflow.storage.partitions" and "retrying" in r.getMessage()]
 
 
 def test_transient_block_read_error_is_retried(flaky_parts, reference, caplog):
@@ -443,7 +443,7 @@ def test_transient_block_read_error_is_retried(flaky_parts, reference, caplog):
     from factorflow.parallel.block_driver import fit_als_dask
 
     FlakyLocalFileSystem.reset(**{"user_001.npz": 1, "item_004.npz": 2})
-    with caplog.at_level(logging.WARNING, logger="factorflow.data.partitions"), \
+    with caplog.at_level(logging.WARNING, logger="factorflow.storage.partitions"), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         factors, history = fit_als_dask(client, flaky_parts, _config())
@@ -458,11 +458,11 @@ def test_transient_block_read_error_is_retried(flaky_parts, reference, caplog):
 
 
 def test_block_read_gives_up_after_bounded_retries(flaky_parts, caplog):
-    from factorflow.data.partitions import LOAD_ATTEMPTS, load_block
+    from factorflow.storage.partitions import LOAD_ATTEMPTS, load_block
 
     FlakyLocalFileSystem.reset(**{"user_000.npz": 100})
     t0 = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="factorflow.data.partitions"), \
+    with caplog.at_level(logging.WARNING, logger="factorflow.storage.partitions"), \
             pytest.raises(OSError, match="injected I/O error"):
         load_block(flaky_parts.path, "user", 0)
     assert FlakyLocalFileSystem.opens["user_000.npz"] == LOAD_ATTEMPTS
@@ -472,9 +472,9 @@ def test_block_read_gives_up_after_bounded_retries(flaky_parts, caplog):
 
 def test_user_errors_are_not_retried(flaky_parts, parts, tmp_path, caplog):
     from factorflow.errors import InputError, NotFoundError
-    from factorflow.data.partitions import load_block
+    from factorflow.storage.partitions import load_block
 
-    caplog.set_level(logging.WARNING, logger="factorflow.data.partitions")
+    caplog.set_level(logging.WARNING, logger="factorflow.storage.partitions")
     FlakyLocalFileSystem.reset(**{"user_000.npz": 1})
     FlakyLocalFileSystem.errors["user_000.npz"] = PermissionError
     with pytest.raises(PermissionError):

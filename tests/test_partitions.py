@@ -13,19 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factorflow.cli import main
-from factorflow.errors import NotFoundError, ParameterError
 from factorflow.data.ingest import ingest_source
 from factorflow.data.partitions import (
-    PartitionsRef,
     assemble,
     balanced_boundaries,
     build_partitions,
     default_n_blocks,
-    load_block,
-    load_partitions,
 )
-from factorflow.data.splits import make_split, read_train, train_csr
+from factorflow.data.splits import make_split
 from factorflow.data.synth import write_synthetic_csv
+from factorflow.errors import NotFoundError, ParameterError
+from factorflow.storage.partitions import PartitionsRef, load_block, load_partitions
+from factorflow.storage.splits import read_train, train_csr
 
 ML_SMALL = os.path.join(os.path.dirname(__file__), "data", "ml-latest-small", "ratings.csv")
 

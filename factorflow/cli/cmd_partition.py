@@ -29,8 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from factorflow.data.partitions import build_partitions
     from factorflow.progress import tqdm_progress
-    from factorflow.data.splits import resolve_split
     from factorflow.storage.datasets import resolve_snapshot
+    from factorflow.storage.splits import resolve_split
 
     snapshot = resolve_snapshot(args.store, args.name, args.snapshot)
     split = resolve_split(snapshot, args.split)
