@@ -376,14 +376,14 @@ def test_ratings_on_no_common_scale_warn_and_keep_all_but_gross_outliers(tmp_pat
 
 
 def test_failure_mid_write_leaves_no_snapshot(tmp_path, monkeypatch):
-    real = snapshot._write_parquet
+    real = snapshot.write_table
 
-    def failing(fs, path, table):
+    def failing(fs, path, table, **options):
         if path.endswith("items.parquet"):
             raise OSError("disk full (injected)")
-        real(fs, path, table)
+        real(fs, path, table, **options)
 
-    monkeypatch.setattr(snapshot, "_write_parquet", failing)
+    monkeypatch.setattr(snapshot, "write_table", failing)
     store = tmp_path / "s"
     with pytest.raises(OSError, match="injected"):
         ingest_source(write(tmp_path / "r.csv", ML_CSV), str(store))

@@ -43,11 +43,17 @@ from fsspec import AbstractFileSystem
 
 from factorflow.errors import InputError, NotFoundError, ParameterError
 from factorflow.factors import FactorArrays
-from factorflow.storage import tables as ft
 from factorflow.storage import fs as fsio
 from factorflow.storage import parquet as pqio
+from factorflow.storage import tables as ft
 from factorflow.storage.checksums import checksums, verify
-from factorflow.storage.layout import current_file, model_dir, version_dir
+from factorflow.storage.layout import (
+    current_file,
+    model_dir,
+    models_dir,
+    version_dir,
+    versions_dir,
+)
 
 USER_TABLE = "user_factors.parquet"
 ITEM_TABLE = "item_factors.parquet"
@@ -108,23 +114,19 @@ def publish(
         n_item = np.bincount(pattern.indices, minlength=factors.n_items).astype(np.int32)
 
     with fsio.atomic_dir(fs, version_dir(root, name, version)) as tmp:
-        _write_table(fs, fsio.join(tmp, USER_TABLE), ft.factor_table(
+        pqio.write_table(fs, fsio.join(tmp, USER_TABLE), ft.factor_table(
             "user", users, factors.user_bias, factors.user_factors, n_user))
-        _write_table(fs, fsio.join(tmp, ITEM_TABLE), ft.factor_table(
+        pqio.write_table(fs, fsio.join(tmp, ITEM_TABLE), ft.factor_table(
             "item", items, factors.item_bias, factors.item_factors, n_item, item_titles))
         if seen is not None:
             ft.write_seen(fs, fsio.join(tmp, SEEN_TABLE), seen)
         for tname, table in extra.items():
-            _write_table(fs, fsio.join(tmp, f"{tname}.parquet"), table)
+            pqio.write_table(fs, fsio.join(tmp, f"{tname}.parquet"), table)
         meta["files"] = checksums(fs, tmp)
         fsio.write_json(fs, fsio.join(tmp, MODEL_JSON), meta)  # last: marks the folder complete
     if set_current:
         _switch_current(fs, root, name, version)
     return version
-
-
-def _write_table(fs: AbstractFileSystem, path: str, table: pa.Table) -> None:
-    pqio.write_table(fs, path, table)
 
 
 def _switch_current(fs: AbstractFileSystem, root: str, name: str, version: str) -> None:
@@ -211,7 +213,7 @@ def _first_bad(obj: Any, path: str = "model_json") -> str | None:
 def list_models(store: str) -> list[str]:
     """Names of the models with a CURRENT file or at least one version."""
     fs, root = fsio.open_store(store)
-    base = fsio.join(root, "models")
+    base = models_dir(root)
     if not fs.isdir(base):
         return []
     names = [posixpath.basename(p.rstrip("/")) for p in fs.ls(base, detail=False)]
@@ -225,7 +227,7 @@ def list_versions(store: str, name: str) -> list[str]:
 
 
 def _complete_versions(fs: AbstractFileSystem, root: str, name: str) -> list[str]:
-    base = fsio.join(model_dir(root, name), "versions")
+    base = versions_dir(root, name)
     if not fs.isdir(base):
         return []
     out = []

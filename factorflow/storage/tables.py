@@ -12,15 +12,18 @@ Any Parquet reader can serve these tables; this module is the one that writes th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import scipy.sparse as sp
 from fsspec import AbstractFileSystem
 
 from factorflow.errors import InputError, ParameterError
 from factorflow.storage import parquet as pqio
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq  # the type of storage.parquet.open_file's result
 
 SEEN_ROW_GROUP = 1 << 16  # 64Ki pairs ≈ 512 KiB raw per row group
 

@@ -24,18 +24,31 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from factorflow.data.ingest.formats import (
+    FORMATS,
+    FormatSpec,
+    detect_format,
+    parse_columns,
+    read_sample,
+    source_size_and_hash,
+)
+from factorflow.data.ingest.ids import IdMap
+from factorflow.data.ingest.reader import FileRows, read_rows
+from factorflow.data.ingest.scale import (
+    RatingScale,
+    apply_scale,
+    declared_scale,
+    infer_scale,
+    kept_ratings,
+)
 from factorflow.errors import DataWarning, InputError, ParameterError, check_param
 from factorflow.progress import Progress
 from factorflow.storage import datasets as ds
 from factorflow.storage.checksums import checksums
 from factorflow.storage.datasets import SnapshotRef
-from factorflow.storage.fs import atomic_dir, join, open_store, read_json, write_json
-from factorflow.storage.layout import snapshot_dir
+from factorflow.storage.fs import atomic_dir, open_store, read_json, write_json
+from factorflow.storage.layout import snapshot_dir, snapshot_file
 from factorflow.storage.parquet import write_table
-from factorflow.data.ingest.formats import FORMATS, FormatSpec, detect_format, parse_columns, read_sample, source_size_and_hash
-from factorflow.data.ingest.ids import IdMap
-from factorflow.data.ingest.reader import FileRows, read_rows
-from factorflow.data.ingest.scale import RatingScale, apply_scale, declared_scale, infer_scale, kept_ratings
 
 SCHEMA_VERSION = 1
 ROW_GROUP = 1 << 20
@@ -113,7 +126,7 @@ def planned_snapshot(
     snap = snapshot_id(sha, test_info[1] if test_info else None, options)
     fs, root = open_store(store)
     path = snapshot_dir(root, name, snap)
-    return SnapshotPlan(name, snap, path, fs.exists(join(path, ds.MANIFEST_FILE)), nbytes, sha, test_info, cols,
+    return SnapshotPlan(name, snap, path, fs.exists(snapshot_file(path, ds.MANIFEST_FILE)), nbytes, sha, test_info, cols,
                         rating_range, fs)
 
 
@@ -144,7 +157,7 @@ def ingest_source(
     cols, rating_range, name, snap, path = plan.columns, plan.rating_range, plan.name, plan.snapshot, plan.path
     nbytes, sha, test_info, fs = plan.nbytes, plan.sha256, plan.test_info, plan.fs
     if plan.exists:
-        return SnapshotRef(store, name, snap, path, read_json(fs, join(path, ds.MANIFEST_FILE)), reused=True)
+        return SnapshotRef(store, name, snap, path, read_json(fs, snapshot_file(path, ds.MANIFEST_FILE)), reused=True)
 
     spec = detect_format(source, read_sample(source), fmt, cols, delimiter)
     _return_freed_memory_promptly()
@@ -212,12 +225,12 @@ def ingest_source(
     try:
         with atomic_dir(fs, path) as tmp:
             for filename, table in tables.items():
-                _write_parquet(fs, join(tmp, filename), table)
+                write_table(fs, snapshot_file(tmp, filename), table, row_group_size=ROW_GROUP)
             manifest["created_at"] = datetime.now(UTC).isoformat()
             manifest["files"] = checksums(fs, tmp)
-            write_json(fs, join(tmp, ds.MANIFEST_FILE), manifest)
+            write_json(fs, snapshot_file(tmp, ds.MANIFEST_FILE), manifest)
     except FileExistsError:  # a concurrent ingest of the same bytes won: same content
-        return SnapshotRef(store, name, snap, path, read_json(fs, join(path, ds.MANIFEST_FILE)), reused=True)
+        return SnapshotRef(store, name, snap, path, read_json(fs, snapshot_file(path, ds.MANIFEST_FILE)), reused=True)
     return SnapshotRef(store, name, snap, path, manifest, reused=False)
 
 
@@ -242,10 +255,6 @@ def describe_rejects(ref: SnapshotRef) -> str | None:
     reasons = sorted((m.get("rejects_by_reason") or {}).items(), key=lambda rc: (-rc[1], rc[0]))
     detail = f" ({', '.join(f'{c:,} {r}' for r, c in reasons)})" if reasons else ""
     return f"{n:,} row{'s' if n != 1 else ''} rejected{detail}; see {ref.file(ds.REJECTS_FILE)}"
-
-
-def _write_parquet(fs: Any, path: str, table: pa.Table) -> None:
-    write_table(fs, path, table, row_group_size=ROW_GROUP)
 
 
 def _check_rejects(rows: FileRows, max_fraction: float) -> None:
