@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from factorflow.errors import ParameterError
 from factorflow.data.splits import (
     make_split,
     random_mask,
     temporal_mask,
     user_holdout_mask,
 )
+from factorflow.errors import ParameterError
 from factorflow.storage.datasets import SnapshotRef
 from factorflow.storage.splits import load_split, read_test, read_train, train_csr
 
@@ -316,8 +316,8 @@ def test_fast_sorted_path_equals_general_path():
     ({"kind": "user-holdout", "k": 100_000}, "test"),
 ])
 def test_empty_split_part_is_a_one_line_error(ml_snapshot_for_empty, kwargs, part):
-    from factorflow.errors import ParameterError
     from factorflow.data.splits import make_split
+    from factorflow.errors import ParameterError
 
     kind = kwargs.pop("kind")
     with pytest.raises(ParameterError, match=f"its {part} part would be empty"):

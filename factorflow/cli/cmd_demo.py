@@ -11,7 +11,11 @@ import json
 import os
 import tempfile
 
-from factorflow.cli._common import add_store_arg, ensure_writable_store, quiet_user_error_tracebacks
+from factorflow.cli._common import (
+    add_store_arg,
+    ensure_writable_store,
+    quiet_user_error_tracebacks,
+)
 
 DEMO = {"users": 3000, "items": 2000, "ratings": 300_000, "seed": 7}
 
@@ -33,21 +37,22 @@ def run(args: argparse.Namespace) -> int:
     from factorflow.flows.retrain import retrain_flow
 
     quiet_user_error_tracebacks()
-    from factorflow.storage.fs import join, open_store, url_of
-    from factorflow.data.synth import write_synthetic_csv
     from factorflow.cli._prefect_api import prefect_api
     from factorflow.cli.cmd_retrain import print_summary
+    from factorflow.data.synth import write_synthetic_csv
+    from factorflow.storage.fs import join, open_store, url_of
+    from factorflow.storage.layout import sources_dir
 
     ensure_writable_store(args.store)
     fs, root = open_store(args.store)
     name = f"demo-{args.users}x{args.items}-{args.ratings}-s{args.seed}.csv"
-    source = join(root, "sources", name)
+    source = join(sources_dir(root), name)
     if not fs.exists(source):
         print(f"generating {args.ratings:,} synthetic ratings ({args.users:,} users × {args.items:,} items) → {source}")
         with tempfile.TemporaryDirectory() as tmp:
             local = os.path.join(tmp, name)
             write_synthetic_csv(local, args.users, args.items, args.ratings, seed=args.seed)
-            fs.makedirs(join(root, "sources"), exist_ok=True)
+            fs.makedirs(sources_dir(root), exist_ok=True)
             fs.put_file(local + ".json", source + ".json")
             fs.put_file(local, source + ".part")
             fs.mv(source + ".part", source)  # last: its presence means the pair is complete

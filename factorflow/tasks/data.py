@@ -65,10 +65,11 @@ def _split_key(context: Any, p: dict[str, Any]) -> str:
 
 def split(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
     """Run :func:`split_task`, reusing its cached result only while that split exists."""
-    from factorflow.storage.fs import join, open_store
+    from factorflow.storage.fs import open_store
+    from factorflow.storage.layout import split_manifest
 
     fs, _ = open_store(snapshot["store"])  # the snapshot's path is on the store's filesystem
-    exists = fs.exists(join(_split_path(snapshot, options), "manifest.json"))
+    exists = fs.exists(split_manifest(_split_path(snapshot, options)))
     return split_task.with_options(refresh_cache=not exists)(snapshot, options)
 
 
@@ -103,10 +104,10 @@ def _partition_key(context: Any, p: dict[str, Any]) -> str:
 
 def partition(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, Any]:
     """Run :func:`partition_task`, reusing its cached result only while those partitions exist."""
-    from factorflow.storage.fs import join
+    from factorflow.storage.layout import partitions_manifest
 
     fs, path = _partitions_path(split, n_blocks)
-    exists = fs.exists(join(path, "partitions.json"))
+    exists = fs.exists(partitions_manifest(path))
     return partition_task.with_options(refresh_cache=not exists)(split, n_blocks)
 
 
@@ -115,7 +116,7 @@ def partition(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, A
 def partition_task(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, Any]:
     """Build (or reuse) the user/item row blocks of a split's train part; returns PartitionsRef as a dict."""
     from factorflow.data.partitions import build_partitions
-    from factorflow.data.splits import SplitRef
+    from factorflow.storage.splits import SplitRef
 
     ref = build_partitions(SplitRef.from_dict(split), n_blocks, progress=task_progress("partition", "blocks"))
     return ref.to_dict()
