@@ -60,9 +60,6 @@ class FormatSpec:
     def first_data_line(self) -> int:
         return self.skip_lines + (2 if self.column_names is None else 1)
 
-    def describe(self) -> dict[str, Any]:
-        return {"format": self.name, "delimiter": self.delimiter, "columns": dict(self.roles)}
-
 
 # ---------------------------------------------------------------- opening and hashing
 
