@@ -15,10 +15,9 @@ from factorflow.models.als import (
     half_sweep,
     init_factors,
     objective,
-    solve_block,
-    solve_block_reference,
     train_csr_parts,
 )
+from factorflow.models._solve import solve_block, solve_block_reference
 from factorflow.factors import FactorArrays
 from factorflow.models.base import FactorModel
 

@@ -37,19 +37,8 @@ __all__ = [
     "ALSConfig",
     "init_factors",
     "objective",
-    "solve_block",
-    "solve_block_reference",
     "train_csr_parts",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """The compiled kernels load on first use, so reading the config (``retrain --help``) stays fast."""
-    if name in ("solve_block", "solve_block_reference"):
-        from factorflow.models import _solve
-
-        return getattr(_solve, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
