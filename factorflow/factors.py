@@ -2,7 +2,9 @@
 
 A neutral module (no model, storage or serving code): every model's fit ends in
 :class:`FactorArrays`, the store writes and reads them, and serving scores with them.
-Prediction is r̂_ij = w_iᵀ u_j + b_i + c_j + μ (spec §4).
+Prediction is r̂_ij = w_iᵀ u_j + b_i + c_j + μ (spec §4). :class:`FactorArrays` is a
+:class:`~factorflow.serving.scoring.Scorer` (``n_users``, ``n_items``, ``score_pairs``,
+``score_users``), the interface evaluation and top-N serving score through.
 """
 
 from __future__ import annotations
@@ -57,3 +59,22 @@ class FactorArrays:
         out += self.item_bias[items]
         out += self.global_mean
         return out
+
+    # --- the Scorer interface (factorflow.serving.scoring) --------------------------------------
+
+    def score_pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """r̂ for each (users[k], items[k]) pair, unclipped, float64 (:meth:`predict`)."""
+        return self.predict(users, items)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """r̂ of a block of users against every item: float32, shape (len(users), n_items).
+
+        Computed as ``W[users] @ Uᵀ + b[users, None] + (c + μ)`` in float32, in that order, so the
+        batch file, the top-N metrics and ``recommend`` give bit-identical scores.
+        """
+        who = np.asarray(users, dtype=np.int64)
+        item_t = np.ascontiguousarray(self.item_factors.T, dtype=np.float32)
+        s = self.user_factors[who].astype(np.float32) @ item_t
+        s += self.user_bias[who, None].astype(np.float32)
+        s += (self.item_bias + np.float32(self.global_mean)).astype(np.float32)
+        return s

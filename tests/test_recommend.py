@@ -9,9 +9,13 @@ import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 
-from factorflow.serving import topn as rec
 from factorflow.cli import main
+from factorflow.errors import ParameterError
 from factorflow.factors import FactorArrays
+from factorflow.models.als import ALS, ALSConfig
+from factorflow.serving import topn as rec
+from factorflow.serving.scoring import Scorer
+from factorflow.serving.similar import similar_items
 from factorflow.storage import registry as reg
 
 
@@ -88,6 +92,69 @@ def test_recommend_all_ties_and_nearly_full_rows():
     assert by_user == {0: [5], 1: [0, 1, 2], 2: [1, 2, 3]}
 
 
+def test_score_users_is_the_batch_formula_bit_for_bit():
+    f = make_factors(n_users=9, n_items=31, k=6, seed=3)
+    who = np.array([4, 0, 8, 4])
+    want = f.user_factors[who].astype(np.float32) @ np.ascontiguousarray(f.item_factors.T, dtype=np.float32)
+    want += f.user_bias[who, None].astype(np.float32)
+    want += (f.item_bias + np.float32(f.global_mean)).astype(np.float32)
+    got = f.score_users(who)
+    assert got.dtype == np.float32 and got.shape == (4, 31)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(got[1], f.predict(np.zeros(31, int), np.arange(31)), rtol=1e-5)
+    np.testing.assert_array_equal(f.score_pairs(who, who), f.predict(who, who))
+    assert isinstance(f, Scorer)
+
+
+def test_top_n_scores_equal_the_batch_file():
+    f, seen = make_factors(), make_seen(40, 60)
+    t = rec.recommend_all(f, seen, 6, block_users=5).to_pydict()
+    for u in (0, 13, 39):
+        items, scores = rec.top_n(f, u, 6, seen[u].indices)
+        rows = [k for k in range(len(t["user_idx"])) if t["user_idx"][k] == u]
+        assert items.tolist() == [t["item_idx"][k] for k in rows]
+        assert scores.tolist() == [t["score"][k] for k in rows]  # exact: the same score_users
+
+
+class DenseScorer:
+    """A non-factor model: a fixed users×items table of scores (what a Keras model would give)."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table
+
+    @property
+    def n_users(self) -> int:
+        return self.table.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.table.shape[1]
+
+    def score_pairs(self, users, items):
+        return self.table[np.asarray(users), np.asarray(items)].astype(np.float64)
+
+    def score_users(self, users):
+        return self.table[np.asarray(users)].astype(np.float32)
+
+
+def test_any_scorer_serves_top_n_and_metrics():
+    from factorflow.evaluation.metrics import rating_metrics, topn_metrics
+
+    f, seen = make_factors(), make_seen(40, 60)
+    dense = DenseScorer(f.score_users(np.arange(40)))
+    assert isinstance(dense, Scorer)
+    allowed = np.arange(60) % 3 != 0
+    a = rec.recommend_all(dense, seen, 4, allowed=allowed, block_users=9)
+    b = rec.recommend_all(f, seen, 4, allowed=allowed)
+    assert a.equals(b)
+    ex = seen[7].indices
+    assert rec.top_n(dense, 7, 5, ex).item_idx.tolist() == rec.top_n(f, 7, 5, ex).item_idx.tolist()
+    u, i = np.array([0, 1, 2]), np.array([3, 4, 5])
+    r = np.array([4.0, 2.0, 5.0])
+    assert rating_metrics(dense, u, i, r) == pytest.approx(rating_metrics(f, u, i, r), rel=1e-6)
+    assert topn_metrics(dense, seen, u, i, r, n=5) == topn_metrics(f, seen, u, i, r, n=5)
+
+
 def test_similar_items_matches_brute_force_cosine():
     f = make_factors()
     f.item_factors[13] = 0  # an item with no train ratings
@@ -97,12 +164,12 @@ def test_similar_items_matches_brute_force_cosine():
     cos = np.where(norm > 0, v @ v[j] / np.maximum(norm * norm[j], 1e-300), -np.inf)
     cos[j] = -np.inf
     want = np.argsort(-cos, kind="stable")[:8]
-    items, scores = rec.similar_items(f, j, 8)
+    items, scores = similar_items(f, j, 8)
     np.testing.assert_array_equal(items, want)
     np.testing.assert_allclose(scores, cos[want], rtol=1e-6)
-    assert 13 not in rec.similar_items(f, j, 59).item_idx and j not in items
+    assert 13 not in similar_items(f, j, 59).item_idx and j not in items
     with pytest.raises(ValueError, match="zero factor vector"):
-        rec.similar_items(f, 13, 3)
+        similar_items(f, 13, 3)
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -114,7 +181,8 @@ def test_fold_in_solves_normal_equations(weighted):
     y = np.hstack([f.item_factors[items].astype(np.float64), np.ones((7, 1))])
     t = r - f.item_bias[items] - f.global_mean
     x = np.linalg.solve(y.T @ y + lam * np.eye(6), y.T @ t)
-    w, b = rec.fold_in(f, items, r, 0.3, weighted)
+    als = ALS(ALSConfig(reg=0.3, weighted=weighted, reg_bias=None))
+    w, b = als.fold_in(f, items, r)
     np.testing.assert_allclose(w, x[:5], rtol=1e-5, atol=1e-6)
     assert b == pytest.approx(x[5], rel=1e-6)  # float32 factors, like the published tables
     # the solution is the minimizer: perturbing it raises the regularized loss
@@ -122,7 +190,7 @@ def test_fold_in_solves_normal_equations(weighted):
         pred = f.item_factors[items] @ w_ + b_ + f.item_bias[items] + f.global_mean
         return np.sum((r - pred) ** 2) + lam * (w_ @ w_ + b_ * b_)
     assert loss(x[:5], x[5]) < loss(x[:5] + 0.01, x[5]) and loss(x[:5], x[5]) < loss(x[:5], x[5] + 0.01)
-    w0, b0 = rec.fold_in(f, np.array([], dtype=int), np.array([]), 0.3, weighted)
+    w0, b0 = als.fold_in(f, np.array([], dtype=int), np.array([]))
     assert not w0.any() and b0 == 0.0
 
 
@@ -133,20 +201,20 @@ def test_fold_in_with_separate_bias_regularization():
     y = np.hstack([f.item_factors[items].astype(np.float64), np.ones((7, 1))])
     t = r - f.item_bias[items] - f.global_mean
     x = np.linalg.solve(y.T @ y + np.diag([0.3] * 5 + [3.0]), y.T @ t)
-    w, b = rec.fold_in(f, items, r, 0.3, False, reg_bias=3.0)
+    w, b = ALS(ALSConfig(reg=0.3, weighted=False, reg_bias=3.0)).fold_in(f, items, r)
     np.testing.assert_allclose(w, x[:5], rtol=1e-5, atol=1e-6)
     assert b == pytest.approx(x[5], rel=1e-5)
 
 
 def test_fold_in_agrees_with_als_kernel():
-    from factorflow.models.als import solve_block as solve
+    from factorflow.models._solve import solve_block as solve
     f = make_factors(k=4)
     items = np.array([2, 9, 31, 44, 50])
     r = np.array([4.0, 2.0, 5.0, 3.5, 1.5], dtype=np.float32)
     for weighted in (False, True):
         fac, bias, _ = solve(np.array([0, 5], dtype=np.int64), items.astype(np.int32), r,
                              f.item_factors, f.item_bias, f.global_mean, 0.2, weighted)
-        w, b = rec.fold_in(f, items, r, 0.2, weighted)
+        w, b = ALS(ALSConfig(reg=0.2, weighted=weighted, reg_bias=None)).fold_in(f, items, r)
         np.testing.assert_allclose(w, fac[0], rtol=1e-4, atol=1e-5)
         assert b == pytest.approx(float(bias[0]), abs=1e-5)
 
@@ -218,7 +286,8 @@ def test_cli_fold_in_ratings_and_unknown_items(store, capsys, tmp_path):
     assert main(["recommend", "--store", path, "--model", "als", "--ratings",
                  "100=5,105=1,130=4.5", "-n", "4", "--json", "--min-ratings", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
-    w, b = rec.fold_in(f, np.array([0, 5, 30]), np.array([5, 1, 4.5]), 0.1, False)
+    # the model's own fold-in: model.json's params over ALS's defaults (reg_bias 3)
+    w, b = ALS(ALSConfig(reg=0.1, weighted=False)).fold_in(f, np.array([0, 5, 30]), np.array([5, 1, 4.5]))
     want = rec.top_n_for_vector(f, w, b, 4, np.array([0, 5, 30]))
     assert [r["item"] for r in out] == (want.item_idx + 100).tolist()
     assert not {100, 105, 130} & {r["item"] for r in out}
@@ -233,6 +302,43 @@ def test_cli_fold_in_ratings_and_unknown_items(store, capsys, tmp_path):
                    f"{reg.current_version(path, 'als')}): 7, abc"]
 
 
+def test_cli_fold_in_uses_the_models_own_regularization(tmp_path, capsys):
+    """No hard-coded λ: a version whose params record none folds in with ALS's default λ = 12."""
+    f = make_factors()
+    store = str(tmp_path)
+    reg.publish(store, "m", f, pa.array(np.arange(40)), pa.array(np.arange(60) + 100), {"kind": "als", "params": {}})
+    assert main(["recommend", "--store", store, "--model", "m", "--ratings", "100=5,105=1,130=4.5,101=3",
+                 "-n", "60", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    idx, r = np.array([0, 5, 30, 1]), np.array([5, 1, 4.5, 3])
+    w, b = ALS().fold_in(f, idx, r)
+    assert ALS().config.reg == 12.0
+    want = rec.top_n_for_vector(f, w, b, 60, idx)
+    assert [o["item"] - 100 for o in out] == want.item_idx.tolist()
+    np.testing.assert_allclose([o["score"] for o in out], want.scores, atol=1e-6)
+    w_old, b_old = ALS(ALSConfig(reg=0.1, reg_bias=None)).fold_in(f, idx, r)  # the old hard-coded default
+    assert not np.allclose(w_old, w)
+
+
+@pytest.mark.parametrize("kind", ["keras-mf", None, "no-fold"])
+def test_cli_fold_in_refuses_a_kind_that_cannot(tmp_path, capsys, monkeypatch, kind):
+    from factorflow.models import registry
+
+    store = str(tmp_path)
+    body = {} if kind is None else {"kind": "global-mean" if kind == "no-fold" else kind, "params": {}}
+    reg.publish(store, "m", make_factors(3, 4, k=2), pa.array([1, 2, 3]), pa.array([10, 20, 30, 40]), body)
+    if kind == "no-fold":  # a registered kind without the FoldsIn capability
+        monkeypatch.setattr(registry, "model_from_params", lambda k, p: object())
+    assert main(["recommend", "--store", store, "--model", "m", "--ratings", "10=5"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    shown = {"no-fold": "global-mean"}.get(kind, kind)
+    assert line.startswith(f"factorflow: error: --ratings: model m (kind {shown}) cannot fold in new ratings")
+    from factorflow.serving.foldin import fold_in
+
+    with pytest.raises(ParameterError, match="cannot fold in"):
+        fold_in(reg.load_model(store, "m"), np.array([0]), np.array([5.0]))
+
+
 def test_cli_table_output_and_similar(store, capsys, tmp_path):
     path, f, _ = store
     assert main(["recommend", "--store", path, "--model", "als", "--user", "1", "-n", "3"]) == 0
@@ -241,7 +347,7 @@ def test_cli_table_output_and_similar(store, capsys, tmp_path):
     assert main(["similar", "--store", path, "--model", "als", "--item", "105", "-n", "3",
                  "--json", "--min-ratings", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert [r["item"] - 100 for r in out] == rec.similar_items(f, 5, 3).item_idx.tolist()
+    assert [r["item"] - 100 for r in out] == similar_items(f, 5, 3).item_idx.tolist()
     assert main(["similar", "--store", path, "--model", "als", "--item", "5"]) == 2
     assert "not in model als" in capsys.readouterr().err
 

@@ -2,22 +2,19 @@
 
 Reads ``user_factors``/``item_factors``/``model.json`` and one user's rows of ``seen.parquet``.
 An unknown user (or one without train ratings) gets the popularity fallback with a one-line
-note on stderr; ``--ratings`` folds a user in (known or new) and excludes the rated items.
+note on stderr; ``--ratings`` folds a user in (known or new) by the model's own fold-in and
+excludes the rated items. The work is done by :mod:`factorflow.serving.published`; this
+module parses the options and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
-import sys
-from typing import Any
 
-from factorflow.errors import InputError, NotFoundError, ParameterError
-from factorflow.serving.candidates import MIN_RATINGS
-from factorflow.serving.titles import read_titles
-from factorflow.cli._common import add_store_arg
+from factorflow.cli._published import add_published_model_args
+from factorflow.errors import InputError, ParameterError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,122 +35,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_published_model_args(p: argparse.ArgumentParser, json_help: str) -> None:
-    """Options of every command that reads a published model (recommend, similar)."""
-    p.add_argument("--model", required=True, metavar="NAME", help="published model name")
-    p.add_argument("-n", type=int, default=10, help="number of items (default 10)")
-    p.add_argument("--json", action="store_true", help=json_help)
-    p.add_argument("--version", dest="model_version", metavar="V",
-                   help="model version (default: the one CURRENT names)")
-    p.add_argument("--titles", metavar="movies.csv",
-                   help="MovieLens movies.csv (movieId,title,...) for titles not stored with the model")
-    p.add_argument("--min-ratings", type=int, default=MIN_RATINGS, metavar="K",
-                   help=f"only return items with at least K train ratings (default {MIN_RATINGS}; 0 = any)")
-    add_store_arg(p)
-
-
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from factorflow.serving import topn as rec
+    from factorflow.cli._published import item_rows, print_notes, print_rows
+    from factorflow.serving import published as serve
     from factorflow.storage.registry import load_model
 
-    if args.n < 1:
-        raise ParameterError(f"-n={args.n}: must be >= 1")
+    serve.check_n(args.n, "-n")
     given = (_parse_ratings(args.ratings) if args.ratings
              else _read_ratings_file(args.ratings_file) if args.ratings_file else [])
     if args.user is None and not given:
         raise ParameterError("--user: give a user id, or --ratings/--ratings-file to fold one in")
     model = load_model(args.store, args.model, args.model_version)
-    f = model.factors
-    who = f"model {model.name} (version {model.version})"
-    allowed = candidate_items(model, args.min_ratings)
-
-    user_idx = None
-    if args.user is not None:
-        user_idx = model.user_index(model.parse_user_id(args.user))
-    seen = model.seen_items(user_idx) if user_idx is not None else np.zeros(0, np.int64)
-    if user_idx is not None and not model.fs.exists(f"{model.path}/seen.parquet"):
-        print(f"note: {who} was published without seen.parquet; train items are not excluded",
-              file=sys.stderr)
-
     if given:
-        check_rating_scale(given, model.model_json.get("rating_range"),
-                           "--ratings" if args.ratings else f"--ratings-file {args.ratings_file}", who)
-        raw_items = [model.parse_item_id(i) for i, _ in given]
-        idx = np.full(len(given), -1, dtype=np.int64)
-        ok = [k for k, r in enumerate(raw_items) if r is not None]
-        if ok:
-            idx[ok] = model.item_indices([raw_items[k] for k in ok])
-        if (idx < 0).any():
-            bad = [given[k][0] for k in np.flatnonzero(idx < 0)]
-            raise NotFoundError(f"--ratings: items not in {who}: {', '.join(bad)}")
-        params = model.model_json.get("params") or {}
-        w, b = rec.fold_in(f, idx, np.array([r for _, r in given]),
-                           float(params.get("reg", 0.1)), bool(params.get("weighted", False)),
-                           params.get("reg_bias"))
-        exclude = np.union1d(idx, seen)
-        ranked = rec.top_n_for_vector(f, w, b, args.n, exclude, allowed=allowed)
-    elif user_idx is None:
-        print(f"user {args.user} is not in {who}: showing popular items instead (fallback)",
-              file=sys.stderr)
-        ranked = rec.popular_fallback(f, model.item_n_ratings, args.n,
-                                      min_ratings=max(10, args.min_ratings))
-    elif model.user_n_ratings is not None and model.user_n_ratings[user_idx] == 0:
-        print(f"user {args.user} has no training ratings in {who}: showing popular items "
-              "instead (fallback)", file=sys.stderr)
-        ranked = rec.popular_fallback(f, model.item_n_ratings, args.n,
-                                      min_ratings=max(10, args.min_ratings), exclude=seen)
+        served = serve.recommend_from_ratings(
+            model, given, args.n, user=args.user, min_ratings=args.min_ratings, where="--ratings",
+            scale_where="--ratings" if args.ratings else f"--ratings-file {args.ratings_file}")
     else:
-        ranked = rec.top_n(f, user_idx, args.n, seen, allowed=allowed)
-
-    titles = title_lookup(model, args.titles)
-    print_rows(item_rows(model, ranked, titles), args.json)
+        served = serve.recommend_for_user(model, args.user, args.n, min_ratings=args.min_ratings)
+    print_notes(served.notes)
+    titles = serve.title_lookup(model, args.titles)
+    print_rows(item_rows(model, served.ranked, titles), args.json)
     return 0
-
-
-def check_rating_scale(given: list[tuple[str, float]], scale: list[float] | None, where: str, who: str) -> None:
-    """ParameterError when a folded-in rating lies outside the scale the model was trained on."""
-    if not scale:
-        return
-    lo, hi = float(scale[0]), float(scale[1])
-    bad = [f"{item}={r:g}" for item, r in given if not lo <= r <= hi]
-    if bad:
-        raise ParameterError(f"{where}: ratings outside the scale {lo:g}..{hi:g} of {who}: {', '.join(bad)}")
-
-
-def candidate_items(model: Any, min_ratings: int) -> Any:
-    """Boolean mask of items with ≥ ``min_ratings`` (and ≥ 1) train ratings; None if unrecorded."""
-    from factorflow.serving.candidates import candidate_mask
-
-    if model.item_n_ratings is None:
-        candidate_mask([], min_ratings)  # still validate the option
-        return None
-    return candidate_mask(model.item_n_ratings, min_ratings)
-
-
-def item_rows(model: Any, ranked: Any, titles: Any) -> list[dict[str, Any]]:
-    """JSON-ready rows: raw item id (int stays int), plain-float score, title, fallback flag."""
-    rows = []
-    for j, s in zip(ranked.item_idx, ranked.scores, strict=True):
-        row: dict[str, Any] = {"item": model.item_ids[int(j)].as_py(), "score": round(float(s), 6)}
-        t = titles(int(j))
-        if t is not None:
-            row["title"] = t
-        if ranked.fallback:
-            row["fallback"] = True
-        rows.append(row)
-    return rows
-
-
-def title_lookup(model: Any, titles_path: str | None) -> Any:
-    """item_idx → title: stored titles first, else ``--titles``, else None."""
-    if model.item_titles is not None:
-        return model.title
-    if titles_path:
-        table = read_titles(titles_path, model.item_id_is_int)
-        return lambda j: table.get(model.item_ids[j].as_py())
-    return lambda j: None
 
 
 def _parse_ratings(text: str) -> list[tuple[str, float]]:
@@ -221,21 +123,3 @@ def _no_dupes(pairs: list[tuple[str, float]], where: str) -> list[tuple[str, flo
     if dup:
         raise ParameterError(f"{where}: items rated more than once: {', '.join(dup)}")
     return pairs
-
-
-def print_rows(rows: list[dict[str, Any]], as_json: bool, score_label: str = "score") -> None:
-    """Rows of ``{"item", "score", ["title"], ["fallback"]}`` as JSON or an aligned table."""
-    if as_json:
-        json.dump(rows, sys.stdout)
-        sys.stdout.write("\n")
-        return
-    if not rows:
-        print("(no items)")
-        return
-    has_title = any("title" in r for r in rows)
-    width = max(4, max(len(str(r["item"])) for r in rows))
-    head = f"{'rank':>4}  {'item':>{width}}  {score_label:>7}"
-    print(head + ("  title" if has_title else ""))
-    for k, r in enumerate(rows, start=1):
-        line = f"{k:>4}  {str(r['item']):>{width}}  {r['score']:>7.3f}"
-        print(line + (f"  {r.get('title', '')}" if has_title else ""))

@@ -1,22 +1,25 @@
-"""Evaluation of a fitted factor model on a test split (pure NumPy).
+"""Evaluation of a fitted model on a test split (pure NumPy), through the Scorer interface.
 
-Rating metrics: RMSE and MAE of r̂ = w·u + b + c + μ clipped to the rating range. Users or
-items absent from train have zero factors and bias, so they fall back to μ plus the known
-bias: never NaN. Top-N metrics: for each test user with at least one relevant test item
-(rating ≥ ``relevant_at``), rank every item not seen in train by score and compute
-precision@n, recall@n and NDCG@n (binary relevance, DCG = Σ rel_k / log2(k+1), ideal DCG
-from min(#relevant, n) hits), averaged over those users.
+Every function takes a :class:`~factorflow.serving.scoring.Scorer` (a
+:class:`~factorflow.factors.FactorArrays`, or any model that scores (user, item) pairs).
+Rating metrics: RMSE and MAE of r̂ (``score_pairs``; for factor models w·u + b + c + μ)
+clipped to the rating range. Users or items absent from train have zero factors and bias, so
+they fall back to μ plus the known bias: never NaN. Top-N metrics (``score_users``): for each
+test user with at least one relevant test item (rating ≥ ``relevant_at``), rank every item not
+seen in train by score and compute precision@n, recall@n and NDCG@n (binary relevance,
+DCG = Σ rel_k / log2(k+1), ideal DCG from min(#relevant, n) hits), averaged over those users.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from factorflow.factors import FactorArrays
+if TYPE_CHECKING:
+    from factorflow.serving.scoring import Scorer
 
 __all__ = ["evaluate", "rating_metrics", "topn_metrics"]
 
@@ -31,7 +34,7 @@ def _errors(err: np.ndarray) -> dict[str, float | int | None]:
 
 
 def rating_metrics(
-    factors: FactorArrays,
+    scorer: Scorer,
     users: np.ndarray,
     items: np.ndarray,
     ratings: np.ndarray,
@@ -43,7 +46,7 @@ def rating_metrics(
 
     An empty subset reports ``n = 0`` and rmse/mae ``None`` (no rows; stays valid JSON).
     """
-    pred = np.clip(factors.predict(users, items), rating_range[0], rating_range[1])
+    pred = np.clip(scorer.score_pairs(users, items), rating_range[0], rating_range[1])
     err = pred - np.asarray(ratings, dtype=np.float64)
     out: dict[str, Any] = dict(_errors(err))
     if cold is not None:
@@ -54,7 +57,7 @@ def rating_metrics(
 
 
 def topn_metrics(
-    factors: FactorArrays,
+    scorer: Scorer,
     train_csr: sp.spmatrix,
     test_users: np.ndarray,
     test_items: np.ndarray,
@@ -67,10 +70,10 @@ def topn_metrics(
     """precision@n, recall@n, ndcg@n over test users with ≥1 relevant item; scores in user blocks.
 
     Candidates are all items the user did not rate in train, ranked exactly as the batch
-    recommendations rank them (:func:`factorflow.serving.topn.top_n_blocks`; ties → the lower item
-    index). Relevance is binary (test rating ≥ ``relevant_at``); DCG = Σ hit_k / log2(k + 1) over
-    ranks k = 1..n and the ideal DCG places min(#relevant, n) hits first. Also returns
-    ``n_users_evaluated``.
+    recommendations rank them (:func:`factorflow.serving.topn.top_n_blocks` over
+    ``scorer.score_users``; ties → the lower item index). Relevance is binary (test rating ≥
+    ``relevant_at``); DCG = Σ hit_k / log2(k + 1) over ranks k = 1..n and the ideal DCG places
+    min(#relevant, n) hits first. Also returns ``n_users_evaluated``.
     """
     from factorflow.serving.topn import top_n_blocks
 
@@ -79,22 +82,23 @@ def topn_metrics(
     test_items = np.asarray(test_items, dtype=np.int64)
     rel_mask = np.asarray(test_ratings, dtype=np.float64) >= relevant_at
     ru, ri = test_users[rel_mask], test_items[rel_mask]
-    relevant_keys = np.unique(ru * factors.n_items + ri)
+    n_users, n_items = scorer.n_users, scorer.n_items
+    relevant_keys = np.unique(ru * n_items + ri)
     eval_users, n_relevant = np.unique(ru, return_counts=True)
     keys = {f"precision@{n}": 0.0, f"recall@{n}": 0.0, f"ndcg@{n}": 0.0}
     if eval_users.size == 0:
         return {**keys, "n_users_evaluated": 0}
-    if train.shape != (factors.n_users, factors.n_items):  # test users beyond the train matrix
+    if train.shape != (n_users, n_items):  # test users beyond the train matrix
         train = sp.csr_matrix((train.data, train.indices, np.append(
-            train.indptr, np.full(factors.n_users - train.shape[0], train.nnz))),
-            shape=(factors.n_users, factors.n_items))
+            train.indptr, np.full(n_users - train.shape[0], train.nnz))),
+            shape=(n_users, n_items))
     discounts = 1.0 / np.log2(np.arange(2, n + 2))
     ideal = np.cumsum(discounts)
     prec = rec = ndcg = 0.0
     done = 0
-    for who, top_i, _, counts in top_n_blocks(factors, train, n, users=eval_users, block_users=batch_users):
+    for who, top_i, _, counts in top_n_blocks(scorer, train, n, users=eval_users, block_users=batch_users):
         filled = np.arange(top_i.shape[1])[None, :] < counts[:, None]
-        hits = filled & _contains(relevant_keys, who[:, None] * factors.n_items + top_i)
+        hits = filled & _contains(relevant_keys, who[:, None] * n_items + top_i)
         n_rel = n_relevant[done:done + len(who)]
         n_hit = hits.sum(axis=1)
         prec += float((n_hit / n).sum())
@@ -121,7 +125,7 @@ def _column(test: Any, name: str) -> np.ndarray:
 
 
 def evaluate(
-    factors: FactorArrays,
+    scorer: Scorer,
     train_csr: sp.spmatrix,
     test: Any,
     rating_range: tuple[float, float] = (0.5, 5.0),
@@ -138,6 +142,6 @@ def evaluate(
     cold = None
     if "cold_user" in names and "cold_item" in names:
         cold = _column(test, "cold_user").astype(bool) | _column(test, "cold_item").astype(bool)
-    out = rating_metrics(factors, users, items, ratings, rating_range=rating_range, cold=cold)
-    out.update(topn_metrics(factors, train_csr, users, items, ratings, n=n, relevant_at=relevant_at))
+    out = rating_metrics(scorer, users, items, ratings, rating_range=rating_range, cold=cold)
+    out.update(topn_metrics(scorer, train_csr, users, items, ratings, n=n, relevant_at=relevant_at))
     return out

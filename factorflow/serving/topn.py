@@ -1,11 +1,14 @@
-"""Recommendations from factor arrays: pure functions, no I/O.
+"""Top-N recommendations: pure functions over a scorer or factor arrays, no I/O.
 
-Every score is the model's prediction r̂_ij = w_iᵀu_j + b_i + c_j + μ (spec §4), computed in
-float32 like the published tables. Rankings are by score, descending; ties go to the
-smaller item index, so results are deterministic. Cold start is a contract, not a NaN:
-an unknown user gets :func:`popular_fallback` (flagged ``fallback=True``) and a new user
-with a few ratings is folded in with :func:`fold_in` (the ALS normal equations against
-the published item side) and then ranked like anyone else.
+Every score is the model's prediction r̂ (for factor models r̂_ij = w_iᵀu_j + b_i + c_j + μ,
+spec §4) in float32, as published. Known users and the batch file are scored through the
+:class:`~factorflow.serving.scoring.Scorer` interface (``score_users``), so the batch file,
+the top-N metrics and ``recommend`` rank alike, bit for bit. Rankings are by score,
+descending; ties go to the smaller item index, so results are deterministic. Cold start is a
+contract, not a NaN: an unknown user gets :func:`popular_fallback` (flagged
+``fallback=True``); a new user with a few ratings is folded in by the model
+(:mod:`factorflow.serving.foldin`) and ranked with :func:`top_n_for_vector`. Similar items by
+cosine live in :mod:`factorflow.serving.similar`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from numba import njit, prange
 from factorflow.errors import ParameterError, check_param
 from factorflow.factors import FactorArrays
 from factorflow.progress import Progress, report
+from factorflow.serving.scoring import Scorer
 
 BLOCK_BUDGET = 1 << 24  # at most this many float32 scores (64 MiB) live at once in recommend_all
 
@@ -44,7 +48,7 @@ class Ranked:
         return len(self.item_idx)
 
 
-def _rank(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def rank_scores(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``n`` finite scores of a 1-D array: by score desc, then index asc."""
     ok = np.flatnonzero(np.isfinite(scores))
     if n <= 0 or len(ok) == 0:
@@ -65,33 +69,40 @@ def score_user(factors: FactorArrays, w: np.ndarray, b: float) -> np.ndarray:
             + np.float32(b + factors.global_mean)).astype(np.float32)
 
 
-def top_n(factors: FactorArrays, user_idx: int, n: int, exclude: np.ndarray | None = None, *,
+def top_n(scorer: Scorer, user_idx: int, n: int, exclude: np.ndarray | None = None, *,
           allowed: np.ndarray | None = None) -> Ranked:
     """The ``n`` best items for a known user, skipping ``exclude`` (e.g. the user's train items).
 
-    ``allowed`` is an optional boolean mask over items (e.g. items with train ratings).
+    ``allowed`` is an optional boolean mask over items (e.g. items with train ratings). Scores
+    come from ``scorer.score_users``, exactly as in the batch file.
     """
-    check_param(0 <= int(user_idx) < factors.n_users, "user_idx", user_idx,
-                f"in [0, {factors.n_users})")
-    return top_n_for_vector(factors, factors.user_factors[user_idx],
-                            float(factors.user_bias[user_idx]), n, exclude, allowed=allowed)
+    check_param(0 <= int(user_idx) < scorer.n_users, "user_idx", user_idx,
+                f"in [0, {scorer.n_users})")
+    check_param(int(n) >= 0, "n", n, ">= 0")
+    scores = scorer.score_users(np.array([int(user_idx)], dtype=np.int64))[0]
+    return _rank_excluding(scores, int(n), exclude, allowed)
+
+
+def _rank_excluding(scores: np.ndarray, n: int, exclude: np.ndarray | None,
+                    allowed: np.ndarray | None) -> Ranked:
+    """Rank one row of scores after setting excluded and disallowed items to -inf (in place)."""
+    if exclude is not None and len(exclude):
+        scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    if allowed is not None:
+        scores[~np.asarray(allowed, dtype=bool)] = -np.inf
+    items, s = rank_scores(scores, n)
+    return Ranked(items, s)
 
 
 def top_n_for_vector(factors: FactorArrays, w: np.ndarray, b: float, n: int,
                      exclude: np.ndarray | None = None, *,
                      allowed: np.ndarray | None = None) -> Ranked:
-    """Like :func:`top_n` for a user given by its vector (e.g. one folded in)."""
+    """Like :func:`top_n` for a user given by its factor vector and bias (e.g. one folded in)."""
     check_param(int(n) >= 0, "n", n, ">= 0")
-    scores = score_user(factors, w, b)
-    if exclude is not None and len(exclude):
-        scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
-    if allowed is not None:
-        scores[~np.asarray(allowed, dtype=bool)] = -np.inf
-    items, s = _rank(scores, int(n))
-    return Ranked(items, s)
+    return _rank_excluding(score_user(factors, w, b), int(n), exclude, allowed)
 
 
-def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
+def recommend_all(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
                   block_users: int = 2048, allowed: np.ndarray | None = None,
                   progress: Progress | None = None) -> pa.Table:
     """Top-``n`` unseen items for every user: ``user_idx, rank (1..n), item_idx, score``.
@@ -101,14 +112,17 @@ def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *
     a compiled one-pass selection (``_topn_rows``) picks each row's top ``n``.
     """
     parts_u, parts_r, parts_i, parts_s = [], [], [], []
-    for users, top_i, top_s, counts in top_n_blocks(factors, seen_csr, n, block_users=block_users,
+    for users, top_i, top_s, counts in top_n_blocks(scorer, seen_csr, n, block_users=block_users,
                                                    allowed=allowed, progress=progress):
         keep = np.arange(top_i.shape[1])[None, :] < counts[:, None]
         parts_u.append(np.repeat(users, counts))
         parts_r.append(np.broadcast_to(np.arange(1, top_i.shape[1] + 1), top_i.shape)[keep])
         parts_i.append(top_i[keep])
         parts_s.append(top_s[keep])
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt))
+
+    def cat(parts: list[np.ndarray], dt: type) -> np.ndarray:
+        return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)
+
     return pa.table({
         "user_idx": pa.array(cat(parts_u, np.int32)),
         "rank": pa.array(cat(parts_r, np.int32)),
@@ -117,17 +131,19 @@ def recommend_all(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *
     })
 
 
-def top_n_blocks(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
+def top_n_blocks(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
                  users: np.ndarray | None = None, block_users: int = 2048,
-                 allowed: np.ndarray | None = None, progress: Progress | None = None):
+                 allowed: np.ndarray | None = None, progress: Progress | None = None,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(users, top_i, top_s, counts)`` per block of users (all users, or ``users``).
 
     ``top_i[r, :counts[r]]`` are user ``users[r]``'s best unseen items, best first (ties → the
-    smaller item index); scores are r̂ = w·u + b + c + μ in float32. Shared by the batch
+    smaller item index); scores are ``scorer.score_users`` (float32), then items outside
+    ``allowed`` and each user's ``seen_csr`` items are set to -inf. Shared by the batch
     recommendations and the top-N metrics, so both score and break ties alike (the batch file
     also applies the candidate filter of :mod:`factorflow.serving.candidates`; the metrics do not).
     """
-    n_u, n_i = factors.n_users, factors.n_items
+    n_u, n_i = scorer.n_users, scorer.n_items
     check_param(int(n) >= 1, "n", n, ">= 1")
     check_param(int(block_users) >= 1, "block_users", block_users, ">= 1")
     if seen_csr is not None:
@@ -137,15 +153,12 @@ def top_n_blocks(factors: FactorArrays, seen_csr: sp.spmatrix | None, n: int, *,
     users = np.arange(n_u) if users is None else np.asarray(users, dtype=np.int64)
     n = min(int(n), n_i)
     block = max(1, min(int(block_users), BLOCK_BUDGET // max(n_i, 1)))
-    item_t = np.ascontiguousarray(factors.item_factors.T, dtype=np.float32)
-    item_base = (factors.item_bias + np.float32(factors.global_mean)).astype(np.float32)
-    if allowed is not None:
-        item_base = np.where(np.asarray(allowed, dtype=bool), item_base, -np.inf).astype(np.float32)
+    disallowed = None if allowed is None else ~np.asarray(allowed, dtype=bool)
     for lo in range(0, len(users), block):
         who = users[lo:lo + block]
-        s = factors.user_factors[who].astype(np.float32) @ item_t
-        s += factors.user_bias[who, None].astype(np.float32)
-        s += item_base
+        s = scorer.score_users(who)
+        if disallowed is not None:
+            s[:, disallowed] = -np.inf
         if seen_csr is not None:
             sub = seen_csr[who]
             rows = np.repeat(np.arange(len(who)), np.diff(sub.indptr))
@@ -189,60 +202,6 @@ def _topn_rows(s, n):  # pragma: no cover - compiled
     return top_i, top_s, counts
 
 
-def similar_items(factors: FactorArrays, item_idx: int, n: int, *,
-                  allowed: np.ndarray | None = None) -> Ranked:
-    """The ``n`` items with the highest cosine between item factor vectors (self excluded).
-
-    Items with a zero vector (no train ratings) are never returned; asking for one raises.
-    ``allowed`` optionally restricts the candidates (boolean mask over items).
-    """
-    check_param(0 <= int(item_idx) < factors.n_items, "item_idx", item_idx,
-                f"in [0, {factors.n_items})")
-    check_param(int(n) >= 0, "n", n, ">= 0")
-    v = factors.item_factors.astype(np.float64)
-    norms = np.linalg.norm(v, axis=1)
-    q = norms[item_idx]
-    if q == 0:
-        raise ParameterError(f"item_idx={item_idx}: the item has a zero factor vector (no train "
-                             "ratings), so it has no cosine neighbours")
-    cos = np.full(len(v), -np.inf)
-    ok = norms > 0
-    cos[ok] = (v[ok] @ v[item_idx]) / (norms[ok] * q)
-    cos[item_idx] = -np.inf
-    if allowed is not None:
-        cos[~np.asarray(allowed, dtype=bool)] = -np.inf
-    items, s = _rank(cos, int(n))
-    return Ranked(items, s)
-
-
-def fold_in(factors: FactorArrays, item_idx: np.ndarray, ratings: np.ndarray, reg: float,
-            weighted: bool, reg_bias: float | None = None) -> tuple[np.ndarray, float]:
-    """Closed-form (w, b) of a new user against the published items: the ALS user update itself.
-
-    With ũ_j = [u_j; 1] over the rated items, x = [w; b] solves
-    (Σ ũ_jũ_jᵀ + Λ) x = Σ (r_j − c_j − μ) ũ_j, Λ = λ I (λ·n if ``weighted``; the bias entry
-    ``reg_bias`` when given) — computed by :func:`factorflow.models.als.solve_block` on one row.
-    """
-    from factorflow.models.als import solve_block
-
-    items = np.asarray(item_idx, dtype=np.int64)
-    r = np.asarray(ratings, dtype=np.float64)
-    check_param(items.ndim == 1 and r.shape == items.shape, "ratings", f"shape {r.shape}",
-                f"the same shape as item_idx {items.shape}")
-    check_param(reg > 0 and np.isfinite(reg), "reg", reg, "finite and > 0")
-    if len(items) and (items.min() < 0 or items.max() >= factors.n_items):
-        raise ParameterError(f"item_idx: values must be in [0, {factors.n_items})")
-    if len(np.unique(items)) != len(items):
-        raise ParameterError("item_idx: each item may be rated once")
-    if len(items) == 0:
-        return np.zeros(factors.rank, dtype=np.float32), 0.0
-    w, b, _ = solve_block(np.array([0, len(items)], dtype=np.int64), items.astype(np.int32),
-                          r.astype(np.float32), factors.item_factors.astype(np.float32),
-                          factors.item_bias.astype(np.float32), float(factors.global_mean), float(reg),
-                          bool(weighted), reg_bias)
-    return w[0], float(b[0])
-
-
 def popular_fallback(factors: FactorArrays, n_ratings: np.ndarray | None, n: int,
                      min_ratings: int = 10, exclude: np.ndarray | None = None) -> Ranked:
     """Non-personal list: μ + c_j, best first, among items with ≥ ``min_ratings`` train ratings.
@@ -255,7 +214,7 @@ def popular_fallback(factors: FactorArrays, n_ratings: np.ndarray | None, n: int
     if exclude is not None and len(exclude):
         scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
     if n_ratings is None:
-        items, s = _rank(scores, int(n))
+        items, s = rank_scores(scores, int(n))
         return Ranked(items, s, fallback=True)
     counts = np.asarray(n_ratings)
     chosen_i, chosen_s = [], []
@@ -265,7 +224,7 @@ def popular_fallback(factors: FactorArrays, n_ratings: np.ndarray | None, n: int
         if need <= 0:
             break
         tier = np.where((counts >= floor) & ~taken, scores, -np.inf)
-        items, s = _rank(tier, need)
+        items, s = rank_scores(tier, need)
         taken[items] = True
         chosen_i.append(items), chosen_s.append(s)
     return Ranked(np.concatenate(chosen_i), np.concatenate(chosen_s), fallback=True)
