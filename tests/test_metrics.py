@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 
 from factorflow.evaluation.metrics import evaluate, rating_metrics, topn_metrics
-from factorflow.models.als import ALS, ALSConfig
 from factorflow.factors import FactorArrays
+from factorflow.models.als import ALS, ALSConfig
 
 
 def tiny_factors() -> FactorArrays:

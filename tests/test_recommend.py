@@ -88,7 +88,7 @@ def test_recommend_all_ties_and_nearly_full_rows():
     f.item_bias[:] = 0
     seen = sp.csr_matrix(np.array([[1, 1, 1, 1, 1, 0], [0] * 6, [1, 0, 0, 0, 0, 0]]))
     t = rec.recommend_all(f, seen, 3, block_users=2).to_pydict()
-    by_user = {u: [i for uu, i in zip(t["user_idx"], t["item_idx"]) if uu == u] for u in range(3)}
+    by_user = {u: [i for uu, i in zip(t["user_idx"], t["item_idx"], strict=True) if uu == u] for u in range(3)}
     assert by_user == {0: [5], 1: [0, 1, 2], 2: [1, 2, 3]}
 
 
