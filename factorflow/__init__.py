@@ -1,2 +1,29 @@
-"""factorflow: retrain matrix-factorization recommenders and publish their factor tables."""
+"""factorflow: retrain matrix-factorization recommenders and publish their factor tables.
+
+The Python API (:mod:`factorflow.api`) is loaded on first use, so ``import factorflow`` (and
+``factorflow --help``) stays light::
+
+    factorflow.load_model(store, name, version=None)   # -> factorflow.api.Model
+    factorflow.retrain(source, store="ff-store", model="als", name=None, **options)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["Model", "__version__", "load_model", "retrain"]
+
+_API = ("Model", "load_model", "retrain")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from factorflow import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))
