@@ -31,14 +31,14 @@ def serial(split):
 
 @pytest.mark.parametrize("n_workers,n_blocks", [(1, 4), (2, 7)])
 def test_dask_matches_serial(split, serial, n_workers, n_blocks):
-    from factorflow.parallel.block_driver import fit_als_dask
+    from factorflow.parallel.block_driver import fit_blocks
     from factorflow.parallel.cluster import dask_client
     from factorflow.data.partitions import build_partitions
 
     parts = build_partitions(split, n_blocks)
     with dask_client(n_workers=n_workers) as client:
         assert len(client.scheduler_info()["workers"]) == n_workers
-        factors, history = fit_als_dask(client, parts, CONFIG)
+        factors, history = fit_blocks(client, parts, ALS(CONFIG))
     want = serial.factors()
     np.testing.assert_allclose(factors.user_factors, want.user_factors, atol=1e-6)
     np.testing.assert_allclose(factors.item_factors, want.item_factors, atol=1e-6)

@@ -48,6 +48,12 @@ def _config():
     return ALSConfig(rank=8, reg=0.1, sweeps=N_SWEEPS, weighted=True, seed=3)
 
 
+def _als():
+    from factorflow.models.als import ALS
+
+    return ALS(_config())
+
+
 def _assert_same_factors(got, want) -> None:
     for attr in ("user_factors", "item_factors", "user_bias", "item_bias"):
         np.testing.assert_allclose(getattr(got, attr), getattr(want, attr), atol=1e-6, err_msg=attr)
@@ -70,11 +76,11 @@ def reference(parts):
     """The undisturbed fit: same seed, in-process threads, no fault."""
     from distributed import Client, LocalCluster
 
-    from factorflow.parallel.block_driver import fit_als_dask
+    from factorflow.parallel.block_driver import fit_blocks
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        factors, history = fit_als_dask(client, parts, _config())
+        factors, history = fit_blocks(client, parts, _als())
     assert len(history) == N_SWEEPS
     return factors
 
@@ -181,7 +187,7 @@ def client(dask_procs):
 
 def test_worker_killed_between_sweeps(parts, reference, dask_procs, client):
     """SIGKILL one of two workers right after sweep 2 of 6 (the next scatter races the death)."""
-    from factorflow.parallel.block_driver import fit_als_dask
+    from factorflow.parallel.block_driver import fit_blocks
 
     victim_address = min(client.scheduler_info()["workers"])
     victim = dask_procs.worker_process(client, victim_address)
@@ -193,7 +199,7 @@ def test_worker_killed_between_sweeps(parts, reference, dask_procs, client):
             killed.append(sweep)
         return {}
 
-    factors, history = fit_als_dask(client, parts, _config(), callback=kill_after_sweep)
+    factors, history = fit_blocks(client, parts, _als(), callback=kill_after_sweep)
     assert killed == [KILL_AFTER_SWEEP]
     assert victim.returncode == -signal.SIGKILL
     assert victim_address not in client.scheduler_info()["workers"]
@@ -207,7 +213,7 @@ def test_worker_killed_while_solving(parts, reference, dask_procs, client):
     scattered factors, so the half-sweep may lose them and be re-run)."""
     from distributed import Client
 
-    from factorflow.parallel.block_driver import fit_als_dask
+    from factorflow.parallel.block_driver import fit_blocks
 
     started = threading.Event()
     done = threading.Event()
@@ -243,7 +249,7 @@ def test_worker_killed_while_solving(parts, reference, dask_procs, client):
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     try:
-        factors, history = fit_als_dask(client, parts, _config(), callback=on_sweep)
+        factors, history = fit_blocks(client, parts, _als(), callback=on_sweep)
     finally:
         done.set()
         started.set()
@@ -440,13 +446,13 @@ def _retry_records(caplog) -> list[str]:
 def test_transient_block_read_error_is_retried(flaky_parts, reference, caplog):
     from distributed import Client, LocalCluster
 
-    from factorflow.parallel.block_driver import fit_als_dask
+    from factorflow.parallel.block_driver import fit_blocks
 
     FlakyLocalFileSystem.reset(**{"user_001.npz": 1, "item_004.npz": 2})
     with caplog.at_level(logging.WARNING, logger="factorflow.storage.partitions"), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        factors, history = fit_als_dask(client, flaky_parts, _config())
+        factors, history = fit_blocks(client, flaky_parts, _als())
     assert FlakyLocalFileSystem.failures == {"user_001.npz": 0, "item_004.npz": 0}  # all injected errors hit
     opens = FlakyLocalFileSystem.opens
     assert opens["user_001.npz"] >= 2 and opens["item_004.npz"] >= 3  # failed (×1, ×2), then read
