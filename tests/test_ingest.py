@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from factorflow.errors import DataWarning, InputError, NotFoundError, ParameterError
 from factorflow.data.ingest import default_name, describe_rejects, infer_scale, ingest_source, reader, snapshot
 from factorflow.data.ingest.formats import detect_format, read_sample
 from factorflow.data.ingest.ids import IdMap
+from factorflow.errors import DataWarning, InputError, NotFoundError, ParameterError
 from factorflow.storage.datasets import (
     SnapshotRef,
     read_given_test,
@@ -41,13 +41,15 @@ def rows_of(ref: SnapshotRef, given_test: bool = False) -> list[tuple]:
     items = read_ids(ref, "item").column("item_id").to_pylist()
     return [
         (users[u], items[i], r, ts)
-        for u, i, r, ts in zip(*(t.column(c).to_pylist() for c in ("user_idx", "item_idx", "rating", "timestamp")))
+        for u, i, r, ts in zip(*(t.column(c).to_pylist() for c in ("user_idx", "item_idx", "rating", "timestamp")),
+                               strict=True)
     ]
 
 
 def rejects_of(ref: SnapshotRef) -> list[tuple]:
     t = read_rejects(ref)
-    return list(zip(t.column("line").to_pylist(), t.column("reason").to_pylist(), t.column("raw").to_pylist()))
+    return list(zip(t.column("line").to_pylist(), t.column("reason").to_pylist(), t.column("raw").to_pylist(),
+                    strict=True))
 
 
 def leftovers(store) -> list[str]:
@@ -200,7 +202,8 @@ def test_each_reject_reason_with_its_line(tmp_path):
         "6,17,4,\n"  # 13
         "7,18,4,5,9\n"  # 14
     )
-    ref = ingest_source(write(tmp_path / "r.csv", text), str(tmp_path / "s"), rating_range=(0.5, 5), max_reject_fraction=1)
+    ref = ingest_source(write(tmp_path / "r.csv", text), str(tmp_path / "s"), rating_range=(0.5, 5),
+                        max_reject_fraction=1)
     assert rejects_of(ref) == [
         (4, "wrong column count", "1,11"),
         (5, "non-numeric rating", "2,10,abc,5"),
@@ -246,7 +249,7 @@ def test_line_numbers_across_many_blocks(tmp_path):
 
 def read_rejects_table(rows) -> list[tuple]:
     t = rows.rejects.table(rows.source)
-    return list(zip(t.column("line").to_pylist(), t.column("reason").to_pylist()))
+    return list(zip(t.column("line").to_pylist(), t.column("reason").to_pylist(), strict=True))
 
 
 def test_fast_and_robust_paths_agree(tmp_path):
@@ -254,7 +257,8 @@ def test_fast_and_robust_paths_agree(tmp_path):
     n = 5000
     text = "userId,movieId,rating,timestamp\n" + "".join(
         f"{u},{i},{r},{t}\n"
-        for u, i, r, t in zip(rng.integers(0, 300, n), rng.integers(0, 50, n), rng.integers(1, 11, n) / 2, rng.integers(0, 99, n))
+        for u, i, r, t in zip(rng.integers(0, 300, n), rng.integers(0, 50, n), rng.integers(1, 11, n) / 2,
+                              rng.integers(0, 99, n), strict=True)
     )
     src = write(tmp_path / "r.csv", text)
     spec = detect_format(src, read_sample(src))
@@ -264,7 +268,7 @@ def test_fast_and_robust_paths_agree(tmp_path):
         rows = reader._read(src, spec, users, items, None, None, None, 8192, robust=robust)
         cols = [rows.column(c) for c in ("user", "item", "rating", "timestamp")]
         out[robust] = (users.finalize()[1], items.finalize()[1], *cols)
-    for a, b in zip(out[False], out[True]):
+    for a, b in zip(out[False], out[True], strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -285,7 +289,8 @@ def test_duplicates_latest_timestamp_then_last_seen(tmp_path):
 
 def test_resolve_duplicates_matches_a_plain_loop():
     rng = np.random.default_rng(3)
-    u, i, t = rng.integers(0, 5, 400).astype(np.int32), rng.integers(0, 4, 400).astype(np.int32), rng.integers(0, 6, 400)
+    u, i = rng.integers(0, 5, 400).astype(np.int32), rng.integers(0, 4, 400).astype(np.int32)
+    t = rng.integers(0, 6, 400)
     best: dict[tuple[int, int], int] = {}
     for k in range(400):
         key = (int(u[k]), int(i[k]))
@@ -452,7 +457,8 @@ def test_two_file_ingest_shares_one_id_space(tmp_path):
 
 
 def test_progress_reports_bytes_read(tmp_path):
-    text = "userId,movieId,rating,timestamp\n" + "".join(f"{k % 50},{k % 70},{k % 10 / 2 + 0.5},{k}\n" for k in range(3000))
+    text = "userId,movieId,rating,timestamp\n" + "".join(
+        f"{k % 50},{k % 70},{k % 10 / 2 + 0.5},{k}\n" for k in range(3000))
     src = write(tmp_path / "r.csv.gz", gzip.compress(text.encode()))
     calls = []
     ingest_source(src, str(tmp_path / "s"), progress=lambda done, total, msg="": calls.append((done, total)))
@@ -527,7 +533,8 @@ OUTLIERS = (
 def test_ratings_outside_the_inferred_scale_are_rejected_with_their_line(tmp_path, robust):
     text = OUTLIERS + ("5,5\r\n6,6,x,1\r\n" if robust else "")  # 1206, 1207: malformed rows force the robust path
     src = write(tmp_path / "r.csv", text)
-    with pytest.warns(DataWarning, match=r"3 rating\(s\) outside the inferred scale 1..5 rejected \(lines 1203, 1204, 1205\)"):
+    with pytest.warns(DataWarning,
+                      match=r"3 rating\(s\) outside the inferred scale 1..5 rejected \(lines 1203, 1204, 1205\)"):
         ref = ingest_source(src, str(tmp_path / "s"))
     m = ref.manifest
     reason = "rating outside the inferred scale 1..5"
@@ -592,9 +599,11 @@ def test_outlier_lines_under_other_line_ends_and_compression(tmp_path, kind):
 
 
 def test_given_test_file_uses_the_train_scale(tmp_path):
-    base = write(tmp_path / "u1.base", "".join(f"{u}\t{i}\t{(u * i) % 5 + 1}\t{u}\n" for u in range(1, 30) for i in (1, 2)))
+    base = write(tmp_path / "u1.base",
+                 "".join(f"{u}\t{i}\t{(u * i) % 5 + 1}\t{u}\n" for u in range(1, 30) for i in (1, 2)))
     test = write(tmp_path / "u1.test", "1\t3\t4\t1\n2\t3\t10\t1\n")  # 10 would fit a 1..10 scale of its own
-    with pytest.warns(DataWarning, match=r"u1.test: 1 rating\(s\) outside the inferred scale 1..5 rejected \(lines 2\)"):
+    with pytest.warns(DataWarning,
+                      match=r"u1.test: 1 rating\(s\) outside the inferred scale 1..5 rejected \(lines 2\)"):
         ref = ingest_source(base, str(tmp_path / "s"), test_source=test, max_reject_fraction=0.5)
     assert ref.manifest["rating_range"] == [1.0, 5.0] and ref.manifest["n_test"] == 1
     assert rejects_of(ref) == [(2, "rating outside the inferred scale 1..5", "2\t3\t10\t1")]

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -142,7 +141,8 @@ def test_split_on_ingested_given_pair(tmp_path):
     late = ratings.timestamp >= ratings.timestamp.quantile(0.9)
     ratings[~late].to_csv(tmp_path / "base.csv", index=False)
     ratings[late].to_csv(tmp_path / "test.csv", index=False)
-    snap = ingest_source(str(tmp_path / "base.csv"), str(tmp_path / "st"), "pair", test_source=str(tmp_path / "test.csv"))
+    snap = ingest_source(str(tmp_path / "base.csv"), str(tmp_path / "st"), "pair",
+                         test_source=str(tmp_path / "test.csv"))
     ref = make_split(snap, "given")
     m = ref.manifest
     assert (m["n_train"], m["n_test"]) == ((~late).sum(), late.sum())

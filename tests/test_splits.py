@@ -70,7 +70,7 @@ def random_ratings(n_users=60, n_items=45, seed=0) -> pd.DataFrame:
         d = int(rng.integers(1, 31))
         items = rng.choice(n_items, size=d, replace=False)
         ts = rng.integers(0, 40, size=d) * 1000  # coarse: ties within a user happen
-        rows += [(u, i, float(rng.integers(1, 11)) / 2, t) for i, t in zip(items, ts)]
+        rows += [(u, i, float(rng.integers(1, 11)) / 2, t) for i, t in zip(items, ts, strict=True)]
     return pd.DataFrame(rows, columns=["user_idx", "item_idx", "rating", "timestamp"])
 
 
@@ -80,7 +80,7 @@ def snap(tmp_path):
 
 
 def _pairs(table: pa.Table) -> set[tuple[int, int]]:
-    return set(zip(table.column("user_idx").to_pylist(), table.column("item_idx").to_pylist()))
+    return set(zip(table.column("user_idx").to_pylist(), table.column("item_idx").to_pylist(), strict=True))
 
 
 def _df(table: pa.Table) -> pd.DataFrame:
@@ -102,7 +102,7 @@ def test_temporal_per_user_takes_each_users_latest():
     df = random_ratings()
     u, i, t = (df[c].to_numpy() for c in ("user_idx", "item_idx", "timestamp"))
     mask = temporal_mask(u, i, t, test_fraction=0.3, per_user=True)
-    for user, g in df.assign(test=mask).groupby("user_idx"):
+    for _user, g in df.assign(test=mask).groupby("user_idx"):
         n = len(g)
         expect = min(int(np.floor(0.3 * n + 0.5)), n - 1)
         assert g.test.sum() == expect
@@ -182,7 +182,8 @@ def test_cold_start_flags_and_manifest_counts(tmp_path):
     m = ref.manifest
     assert (m["n_train"], m["n_test"]) == (5, 5)
     assert (m["n_test_cold_user"], m["n_test_cold_item"], m["n_test_cold"]) == (2, 3, 5)
-    assert (m["n_users"], m["n_items"], m["kind"], m["dataset"], m["snapshot"]) == (5, 6, "temporal", "cold", "snap0001")
+    got = (m["n_users"], m["n_items"], m["kind"], m["dataset"], m["snapshot"])
+    assert got == (5, 6, "temporal", "cold", "snap0001")
     on_disk = json.load(open(os.path.join(ref.path, "manifest.json")))
     assert on_disk == m
 
@@ -219,7 +220,7 @@ def test_given_split_uses_the_snapshots_test_file(tmp_path, snap):
     assert ref.split == "given"
     assert read_train(ref).num_rows == (df.item_idx != 44).sum()
     test = _df(read_test(ref))
-    assert list(zip(test.user_idx, test.item_idx)) == [(0, 44), (1, 1), (59, 0)]
+    assert list(zip(test.user_idx, test.item_idx, strict=True)) == [(0, 44), (1, 1), (59, 0)]
     assert test.cold_item.tolist() == [True, False, False]
     with pytest.raises(ParameterError, match="--test-source"):
         make_split(snap, "given")
@@ -232,8 +233,8 @@ def test_train_csr_matches_train_rows(snap):
     assert m.shape == (60, 45) and m.nnz == len(tr)
     assert m.dtype == np.float32 and m.indices.dtype == np.int32
     coo = m.tocoo()
-    got = sorted(zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist()))
-    assert got == sorted(zip(tr.user_idx.tolist(), tr.item_idx.tolist(), tr.rating.tolist()))
+    got = sorted(zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist(), strict=True))
+    assert got == sorted(zip(tr.user_idx.tolist(), tr.item_idx.tolist(), tr.rating.tolist(), strict=True))
 
 
 @pytest.mark.parametrize(
@@ -299,7 +300,7 @@ def test_fast_sorted_path_equals_general_path():
     def test_pairs(d, fn):
         u, i, t = (d[c].to_numpy() for c in ("user_idx", "item_idx", "timestamp"))
         m = fn(u, i, t)
-        return set(zip(u[m].tolist(), i[m].tolist()))
+        return set(zip(u[m].tolist(), i[m].tolist(), strict=True))
 
     for fn in (
         lambda u, i, t: temporal_mask(u, i, t, test_fraction=0.3, per_user=True),

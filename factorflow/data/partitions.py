@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -131,11 +132,11 @@ def assemble(blocks: Sequence[RowBlock]) -> sp.csr_matrix:
     blocks = sorted(blocks, key=lambda blk: blk.start)
     if not blocks:
         raise ValueError("assemble: no blocks given")
-    for a, b in zip(blocks, blocks[1:]):
+    for a, b in pairwise(blocks):
         if a.stop != b.start:
             raise ValueError(f"assemble: rows [{a.stop}, {b.start}) are missing between blocks {a.block} and {b.block}")
     offsets = np.cumsum([0] + [blk.nnz for blk in blocks])
-    indptr = np.concatenate([[0]] + [blk.indptr[1:] + off for blk, off in zip(blocks, offsets)])
+    indptr = np.concatenate([[0]] + [blk.indptr[1:] + off for blk, off in zip(blocks, offsets, strict=False)])
     indices = np.concatenate([blk.indices for blk in blocks])
     data = np.concatenate([blk.data for blk in blocks])
     n_cols = max(blk.n_cols for blk in blocks) or (int(indices.max()) + 1 if indices.size else 0)

@@ -258,9 +258,11 @@ def _first_line(source: str, sample: bytes) -> tuple[str, int]:
     if not sample.strip():
         raise InputError(f"{source}: empty file (no rows)")
     if _looks_utf16(sample):
-        raise InputError(f"{source}: looks like UTF-16 text; re-encode the file as UTF-8, e.g. iconv -f utf-16 -t utf-8")
+        raise InputError(f"{source}: looks like UTF-16 text; re-encode the file as UTF-8, "
+                         "e.g. iconv -f utf-16 -t utf-8")
     if b"\x00" in sample:
-        raise InputError(f"{source}: looks like binary data, not a text ratings file (NUL bytes in the first {len(sample)} bytes)")
+        raise InputError(f"{source}: looks like binary data, not a text ratings file "
+                         f"(NUL bytes in the first {len(sample)} bytes)")
     try:
         text = sample.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -274,7 +276,8 @@ def _first_line(source: str, sample: bytes) -> tuple[str, int]:
     text = text.lstrip("\ufeff")
     bad = sum(1 for c in text if not (c.isprintable() or c in "\r\n\t"))
     if bad > max(4, len(text) // 100):
-        raise InputError(f"{source}: looks like binary data, not a text ratings file ({bad} control characters in the first {len(text)})")
+        raise InputError(f"{source}: looks like binary data, not a text ratings file "
+                         f"({bad} control characters in the first {len(text)})")
     for k, line in enumerate(re.split(r"\r\n|\r|\n", text)):  # line ends as pyarrow sees them
         if line.strip():
             return line, k
@@ -366,7 +369,8 @@ def parse_columns(text: str | dict[str, str] | None) -> dict[str, str] | None:
                 continue
             key, sep, value = part.partition("=")
             if not sep or not value.strip():
-                raise ParameterError(f"--columns={text!r}: must be ROLE=COLUMN pairs, e.g. user=userId,item=movieId,rating=rating")
+                raise ParameterError(f"--columns={text!r}: must be ROLE=COLUMN pairs, "
+                                     "e.g. user=userId,item=movieId,rating=rating")
             mapping[key.strip()] = value.strip()
     else:
         mapping = dict(text)
@@ -431,7 +435,8 @@ def _detect(at: str, line: str, fmt: str | None, columns: dict[str, str] | None,
         return FormatSpec(fmt, ",", roles, header=header)
     # delimited
     if columns is None:
-        raise ParameterError("--columns: required with --format delimited (e.g. user=userId,item=movieId,rating=rating)")
+        raise ParameterError("--columns: required with --format delimited "
+                             "(e.g. user=userId,item=movieId,rating=rating)")
     columns = parse_columns(columns)
     assert columns is not None
     delim = delimiter if delimiter else (_likely_delimiter(line) or ",")

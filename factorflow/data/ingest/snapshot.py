@@ -126,8 +126,8 @@ def planned_snapshot(
     snap = snapshot_id(sha, test_info[1] if test_info else None, options)
     fs, root = open_store(store)
     path = snapshot_dir(root, name, snap)
-    return SnapshotPlan(name, snap, path, fs.exists(snapshot_file(path, ds.MANIFEST_FILE)), nbytes, sha, test_info, cols,
-                        rating_range, fs)
+    exists = fs.exists(snapshot_file(path, ds.MANIFEST_FILE))
+    return SnapshotPlan(name, snap, path, exists, nbytes, sha, test_info, cols, rating_range, fs)
 
 
 def ingest_source(
