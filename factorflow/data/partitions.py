@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from factorflow.storage.partitions import PartitionsRef, RowBlock
     from factorflow.storage.splits import SplitRef
 
-# TRANSITIONAL re-exports for files being rewritten in parallel; remove when issue 7 lands
-from factorflow.storage.partitions import PartitionsRef, RowBlock, load_block  # noqa: F401
-
 
 def balanced_boundaries(indptr: np.ndarray, n_blocks: int) -> np.ndarray:
     """Row boundaries ``0 = b_0 < b_1 < … < b_P = n_rows`` of P contiguous blocks balanced by nnz.

@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     from factorflow.storage.datasets import SnapshotRef
     from factorflow.storage.splits import SplitRef
 
-# TRANSITIONAL re-exports for files being rewritten in parallel; remove when issue 7 lands
-from factorflow.storage.splits import SplitRef, read_test, read_train, train_csr  # noqa: F401
-
 KINDS = ("random", "temporal", "user-holdout", "given")
 
 

@@ -12,8 +12,9 @@ from factorflow.tasks.data import ingest
 
 @flow(name="ingest")
 def ingest_flow(source: str, store: str = "ff-store", options: IngestOptions = IngestOptions()) -> dict[str, Any]:
-    """Ingest ``source`` into ``store``; returns the snapshot's manifest reference."""
+    """Ingest ``source`` into ``store``; returns the snapshot's reference as a dict (store, name,
+    snapshot, path, manifest, reused)."""
     from factorflow.data.ingest import default_name
 
     opts = options.model_copy(update={"dataset": options.dataset or default_name(source)})
-    return ingest(source, store, opts)
+    return ingest(source, store, opts).to_dict()

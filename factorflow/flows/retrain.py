@@ -13,10 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from factorflow.config import RetrainParams
-from factorflow.data.partitions import PartitionsRef
-from factorflow.data.splits import SplitRef
 from factorflow.models.registry import as_config, config_type
-from factorflow.storage.datasets import SnapshotRef
 from factorflow.storage.fs import store_url
 from factorflow.tasks.data import ingest, partition, split
 from factorflow.tasks.evaluate import evaluate_task
@@ -48,11 +45,10 @@ def retrain_flow(source: str, store: str = "ff-store", model: str | ModelConfig 
         split_opts = split_opts.model_copy(update={"kind": "given"})
         logger.info("a test source was given: using the 'given' split")
 
-    snapshot = SnapshotRef.from_dict(ingest(source, store, ingest_opts))
+    snapshot = ingest(source, store, ingest_opts)
     rating_range = tuple(snapshot.manifest["rating_range"])
-    split_ref = SplitRef.from_dict(split(snapshot.to_dict(), split_opts))
-    partitions = (PartitionsRef.from_dict(partition(split_ref.to_dict(), params.compute.n_blocks))
-                  if distributable(config) else None)
+    split_ref = split(snapshot, split_opts)
+    partitions = partition(split_ref, params.compute.n_blocks) if distributable(config) else None
 
     run = open_run_task(store, str(flow_run.get_id() or "local"))
     run = train_task(config, split_ref, partitions, params.compute, run, rating_range)

@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 from distributed import Client, Future, wait
 
-from factorflow.data.partitions import PartitionsRef, RowBlock, load_block
 from factorflow.factors import FactorArrays
 from factorflow.models.base import BlockAlternating, StepCallback
 from factorflow.models.loop import fit_alternating
 from factorflow.progress import Progress
+from factorflow.storage.partitions import PartitionsRef, RowBlock, load_block
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from factorflow.data.splits import SplitRef, read_test, read_train, train_csr
 from factorflow.evaluation.metrics import evaluate, rating_metrics, topn_metrics
 from factorflow.factors import FactorArrays
 from factorflow.models.registry import BASELINES, make_model
+from factorflow.storage.splits import SplitRef, read_test, read_train, train_csr
 
 STABLE_N = 10  # model.json always carries precision@10, recall@10, ndcg@10
 

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from factorflow import __version__
-from factorflow.data.partitions import PartitionsRef
-from factorflow.data.splits import SplitRef, train_csr
 from factorflow.errors import ModelRejectedError, NotFoundError
 from factorflow.evaluation.gate import publish_blockers
 from factorflow.factors import FactorArrays
 from factorflow.storage.datasets import SnapshotRef, read_ids
+from factorflow.storage.partitions import PartitionsRef
 from factorflow.storage.registry import current_version, publish
 from factorflow.storage.runs import RunRef
 from factorflow.storage.scratch import load_history, load_run_factors, read_run_table
+from factorflow.storage.splits import SplitRef, train_csr
 
 #: ``model.json`` keys written here (the registry adds its own; see its module docstring).
 BODY_KEYS = ("kind", "params", "global_mean", "rating_range", "dataset", "split", "partitions", "dask_workers",

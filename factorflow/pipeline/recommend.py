@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from factorflow.data.splits import SplitRef, train_csr
 from factorflow.progress import Progress
 from factorflow.serving.candidates import candidate_mask
 from factorflow.serving.topn import attach_raw_ids, recommend_all
@@ -12,6 +11,7 @@ from factorflow.storage import layout
 from factorflow.storage.datasets import SnapshotRef, read_ids
 from factorflow.storage.runs import RunRef
 from factorflow.storage.scratch import load_run_factors, write_run_table
+from factorflow.storage.splits import SplitRef, train_csr
 
 
 def batch_recommend(run: RunRef, split: SplitRef, snapshot: SnapshotRef, n: int = 10,

@@ -20,7 +20,7 @@ from factorflow.factors import FactorArrays
 from factorflow.models.base import BlockAlternating, MemoryBounded
 from factorflow.models.registry import as_config, make_model, model_class, supports
 from factorflow.progress import Progress
-from factorflow.data.splits import SplitRef, read_test, train_csr
+from factorflow.storage.splits import SplitRef, read_test, train_csr
 
 
 @dataclass
@@ -78,8 +78,8 @@ def check_fit_memory(config: Any, n_users: int = 0, n_items: int = 0, n_workers:
 
         shape = f" on {n_users:,} users × {n_items:,} items" if n_users or n_items else ""
         raise ParameterError(
-            f"--rank={getattr(config, 'rank', None)}: fitting {config.kind}{shape} needs at least {need / 2**30:,.1f} GiB "
-            f"({max(1, n_workers)} worker(s)) but {have / 2**30:,.1f} GiB is available; "
+            f"--rank={getattr(config, 'rank', None)}: fitting {config.kind}{shape} needs at least "
+            f"{need / 2**30:,.1f} GiB ({max(1, n_workers)} worker(s)) but {have / 2**30:,.1f} GiB is available; "
             "use a smaller --rank or fewer --workers")
 
 

@@ -1,4 +1,11 @@
-"""Prefect tasks for the data layer: ingest, split, partition. Thin wrappers, small manifests out."""
+"""Prefect tasks for the data layer: ingest, split, partition. Thin wrappers; typed store references out.
+
+Each returns a :class:`~factorflow.storage.datasets.SnapshotRef`, :class:`~factorflow.storage.splits.SplitRef`
+or :class:`~factorflow.storage.partitions.PartitionsRef` (a path and a small manifest), persisted
+as JSON so a re-run of the same request shows ``Cached``. The cache key is the store folder the
+step writes (content-addressed or named by its parameters), and a cached result is reused only
+while that folder exists: a deleted snapshot, split or partition set is rebuilt, never served.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +14,20 @@ from typing import Any
 from prefect import task
 
 from factorflow.config import IngestOptions, SplitOptions
+from factorflow.storage.datasets import SnapshotRef
+from factorflow.storage.partitions import PartitionsRef
+from factorflow.storage.splits import SplitRef
 from factorflow.tasks._prefect import retry_on_io_error, stable_key, task_progress
+
+CACHE_VERSION = "refs-v2"  # results are typed refs (v1 cached plain dicts): never serve a v1 entry
 
 
 def _ingest_key(context: Any, p: dict[str, Any]) -> str:
     """The planned snapshot folder (content-addressed) and the options."""
-    return stable_key("ingest", p["planned"], p["options"].model_dump())
+    return stable_key("ingest", CACHE_VERSION, p["planned"], p["options"].model_dump())
 
 
-def ingest(source: str, store: str, options: IngestOptions) -> dict[str, Any]:
+def ingest(source: str, store: str, options: IngestOptions) -> SnapshotRef:
     """Run :func:`ingest_task`, reusing its cached result only while that snapshot exists.
 
     The cache key is the planned (content-addressed) snapshot path, so a second run of the
@@ -31,9 +43,9 @@ def ingest(source: str, store: str, options: IngestOptions) -> dict[str, Any]:
 
 @task(name="ingest", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
       cache_key_fn=_ingest_key, persist_result=True, result_serializer="json")
-def ingest_task(source: str, store: str, options: IngestOptions, planned: str = "") -> dict[str, Any]:
-    """Ingest ``source`` into a content-addressed snapshot; returns the SnapshotRef as a dict.
-    ``planned`` (the snapshot folder it will have) only keys the cache; see :func:`ingest`."""
+def ingest_task(source: str, store: str, options: IngestOptions, planned: str = "") -> SnapshotRef:
+    """Ingest ``source`` into a content-addressed snapshot. ``planned`` (the snapshot folder it
+    will have) only keys the cache; see :func:`ingest`."""
     from prefect import get_run_logger
 
     from factorflow.data.ingest import describe_rejects, ingest_source
@@ -46,77 +58,62 @@ def ingest_task(source: str, store: str, options: IngestOptions, planned: str = 
     note = describe_rejects(ref)
     if note:
         get_run_logger().warning("ingest: %s", note)
-    return ref.to_dict()
+    return ref
 
 
-def _split_path(snapshot: dict[str, Any], o: SplitOptions) -> str:
+def _split_id(o: SplitOptions) -> str:
     from factorflow.data.splits import split_id
-    from factorflow.storage.layout import split_dir
 
-    sid = split_id(o.kind, test_fraction=o.test_fraction, seed=o.seed, cutoff=o.cutoff, per_user=o.per_user,
-                   k=o.k, by=o.by)
-    return split_dir(snapshot["path"], sid)
+    return split_id(o.kind, test_fraction=o.test_fraction, seed=o.seed, cutoff=o.cutoff, per_user=o.per_user,
+                    k=o.k, by=o.by)
 
 
 def _split_key(context: Any, p: dict[str, Any]) -> str:
-    """The split folder (named by snapshot, kind, parameters and seed)."""
-    return stable_key("split", _split_path(p["snapshot"], p["options"]))
+    """The split folder: the snapshot and the split id (kind, parameters and seed)."""
+    return stable_key("split", CACHE_VERSION, p["snapshot"].path, _split_id(p["options"]))
 
 
-def split(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
+def split(snapshot: SnapshotRef, options: SplitOptions) -> SplitRef:
     """Run :func:`split_task`, reusing its cached result only while that split exists."""
-    from factorflow.storage.fs import open_store
-    from factorflow.storage.layout import split_manifest
+    from factorflow.storage.splits import find_split, open_snapshot
 
-    fs, _ = open_store(snapshot["store"])  # the snapshot's path is on the store's filesystem
-    exists = fs.exists(split_manifest(_split_path(snapshot, options)))
+    exists = find_split(open_snapshot(snapshot), _split_id(options)) is not None
     return split_task.with_options(refresh_cache=not exists)(snapshot, options)
 
 
 @task(name="split", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
       cache_key_fn=_split_key, persist_result=True, result_serializer="json")
-def split_task(snapshot: dict[str, Any], options: SplitOptions) -> dict[str, Any]:
-    """Make (or reuse) the named split of a snapshot; returns the SplitRef as a dict."""
+def split_task(snapshot: SnapshotRef, options: SplitOptions) -> SplitRef:
+    """Make (or reuse) the named split of a snapshot."""
     from factorflow.data.splits import make_split
-    from factorflow.storage.datasets import SnapshotRef
 
-    ref = make_split(
-        SnapshotRef.from_dict(snapshot), options.kind, test_fraction=options.test_fraction,
-        seed=options.seed, cutoff=options.cutoff, per_user=options.per_user, k=options.k, by=options.by,
-    )
-    return ref.to_dict()
+    return make_split(snapshot, options.kind, test_fraction=options.test_fraction, seed=options.seed,
+                      cutoff=options.cutoff, per_user=options.per_user, k=options.k, by=options.by)
 
 
-def _partitions_path(split: dict[str, Any], n_blocks: int | None) -> tuple[Any, str]:
+def _n_blocks(split: SplitRef, n_blocks: int | None) -> int:
     from factorflow.data.partitions import default_n_blocks
-    from factorflow.storage.fs import open_store
-    from factorflow.storage.layout import partitions_dir
 
-    n_blocks = n_blocks or default_n_blocks(int(split["manifest"]["n_train"]))
-    fs, split_path = open_store(split["path"])
-    return fs, partitions_dir(split_path, n_blocks)
+    return n_blocks or default_n_blocks(int(split.manifest["n_train"]))
 
 
 def _partition_key(context: Any, p: dict[str, Any]) -> str:
-    """The partition folder (named by split and block count)."""
-    return stable_key("partition", _partitions_path(p["split"], p["n_blocks"])[1])
+    """The partition folder: the split and the block count."""
+    return stable_key("partition", CACHE_VERSION, p["split"].path, _n_blocks(p["split"], p["n_blocks"]))
 
 
-def partition(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, Any]:
+def partition(split: SplitRef, n_blocks: int | None = None) -> PartitionsRef:
     """Run :func:`partition_task`, reusing its cached result only while those partitions exist."""
-    from factorflow.storage.layout import partitions_manifest
+    from factorflow.storage.partitions import find_partitions
 
-    fs, path = _partitions_path(split, n_blocks)
-    exists = fs.exists(partitions_manifest(path))
+    exists = find_partitions(split.path, _n_blocks(split, n_blocks)) is not None
     return partition_task.with_options(refresh_cache=not exists)(split, n_blocks)
 
 
 @task(name="partition", retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_io_error,
       cache_key_fn=_partition_key, persist_result=True, result_serializer="json")
-def partition_task(split: dict[str, Any], n_blocks: int | None = None) -> dict[str, Any]:
-    """Build (or reuse) the user/item row blocks of a split's train part; returns PartitionsRef as a dict."""
+def partition_task(split: SplitRef, n_blocks: int | None = None) -> PartitionsRef:
+    """Build (or reuse) the user/item row blocks of a split's train part."""
     from factorflow.data.partitions import build_partitions
-    from factorflow.storage.splits import SplitRef
 
-    ref = build_partitions(SplitRef.from_dict(split), n_blocks, progress=task_progress("partition", "blocks"))
-    return ref.to_dict()
+    return build_partitions(split, n_blocks, progress=task_progress("partition", "blocks"))

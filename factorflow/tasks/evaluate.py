@@ -7,8 +7,8 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from factorflow.data.splits import SplitRef
 from factorflow.storage.runs import RunRef
+from factorflow.storage.splits import SplitRef
 from factorflow.tasks._prefect import retry_on_io_error
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from factorflow.data.splits import SplitRef
 from factorflow.storage.datasets import SnapshotRef
 from factorflow.storage.runs import RunRef
+from factorflow.storage.splits import SplitRef
 from factorflow.tasks._prefect import retry_on_io_error, task_progress
 
 

@@ -7,9 +7,9 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from factorflow.config import ComputeOptions
-from factorflow.data.partitions import PartitionsRef
-from factorflow.data.splits import SplitRef
+from factorflow.storage.partitions import PartitionsRef
 from factorflow.storage.runs import RunRef
+from factorflow.storage.splits import SplitRef
 from factorflow.tasks._prefect import retry_on_io_error, task_progress
 
 
