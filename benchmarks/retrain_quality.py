@@ -63,7 +63,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['split']} (`{r['split_id']}`) | {r['n_test']:,} | {r['als_rmse']:.4f} | {r['als_mae']:.4f} | "
-              f"{r['als_ndcg@10']:.4f} | {r['bias_rmse']:.4f} | {r['bias_ndcg@10']:.4f} | {r['global_mean_rmse']:.4f} |")
+              f"{r['als_ndcg@10']:.4f} | {r['bias_rmse']:.4f} | {r['bias_ndcg@10']:.4f} | "
+              f"{r['global_mean_rmse']:.4f} |")
     print(f"| **mean of random seeds 0-2** | | **{mean['als_rmse']:.4f}** | | | {mean['bias_rmse']:.4f} | | "
           f"{mean['global_mean_rmse']:.4f} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -164,7 +164,8 @@ def _wait_until(cond, timeout: float, what: str, alive: subprocess.Popen | None 
     deadline = time.monotonic() + timeout
     while not cond():
         if alive is not None and alive.poll() is not None:
-            raise RuntimeError(f"{what}: the process exited with status {alive.returncode}:\n{_tail(log) if log else ''}")
+            tail = _tail(log) if log else ""
+            raise RuntimeError(f"{what}: the process exited with status {alive.returncode}:\n{tail}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what}: not within {timeout:.0f} s\n{_tail(log) if log else ''}")
         time.sleep(interval)
@@ -405,8 +406,8 @@ def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             if record.get("monitor_error") and not record.get("killed"):
                 row["monitor_error"] = record["monitor_error"]
             cycles.append(row)
-            print(f"soak: cycle {c:2d}/{args.cycles}  exit {rc}  {seconds:5.1f} s  "
-                  f"{'worker killed ' + str(record.get('after_s')) + ' s into the cycle' if record.get('killed') else ''}"
+            killed = f"worker killed {record.get('after_s')} s into the cycle" if record.get("killed") else ""
+            print(f"soak: cycle {c:2d}/{args.cycles}  exit {rc}  {seconds:5.1f} s  {killed}"
                   f"{'  ' + row['error'] if rc else ''}", flush=True)
             if rc == 0 and not readers:
                 for i in range(args.readers):

@@ -3,12 +3,13 @@ raises the loss, recovers a planted low-rank matrix, and does not depend on bloc
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from factorflow.errors import ParameterError
+from factorflow.factors import FactorArrays
+from factorflow.models._solve import solve_block, solve_block_reference
 from factorflow.models.als import (
     ALS,
     ALSConfig,
@@ -17,8 +18,6 @@ from factorflow.models.als import (
     objective,
     train_csr_parts,
 )
-from factorflow.models._solve import solve_block, solve_block_reference
-from factorflow.factors import FactorArrays
 from factorflow.models.base import FactorModel
 
 
@@ -143,7 +142,7 @@ def test_fit_history_matches_objective_and_callback_is_merged():
     rmse = np.sqrt(np.mean((coo.data - fa.predict(coo.row, coo.col)) ** 2))
     assert last["train_rmse"] == pytest.approx(rmse, rel=1e-5)
     objs = [h["objective"] for h in model.history]
-    assert all(b <= a * (1 + 1e-6) for a, b in zip(objs, objs[1:]))
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(objs[:-1], objs[1:], strict=True))
     assert model.params()["rank"] == 3
 
 

@@ -65,7 +65,8 @@ def fingerprint(root: Path) -> dict[str, tuple]:
         for f in filenames:
             p = os.path.join(dirpath, f)
             st = os.stat(p)
-            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns, hashlib.sha256(Path(p).read_bytes()).hexdigest())
+            digest = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            out[os.path.relpath(p, root)] = (st.st_size, st.st_mtime_ns, digest)
     return out
 
 
@@ -112,7 +113,8 @@ def test_error_is_one_line_and_writes_nothing(case, error_runs):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("factorflow: error:")]
     assert len(errors) == 1, proc.stderr
     assert case["error"] in errors[0]
-    others = [line for line in proc.stderr.splitlines() if not line.startswith(("factorflow: error:", "factorflow: warning:"))]
+    ours = ("factorflow: error:", "factorflow: warning:")
+    others = [line for line in proc.stderr.splitlines() if not line.startswith(ours)]
     assert others == []
     # nothing written: no new snapshot, no .tmp-* folder; the existing snapshot untouched
     after = fingerprint(store)
@@ -134,7 +136,8 @@ def check_snapshot(case: dict, store: str, out: str, err: str) -> None:
     m = ref.manifest
     assert (m["rows_kept"], m["rows_rejected"]) == (case["kept"], len(case["rejects"]))
     rej = read_rejects(ref)
-    assert [list(x) for x in zip(rej.column("line").to_pylist(), rej.column("reason").to_pylist())] == case["rejects"]
+    assert [list(x) for x in zip(rej.column("line").to_pylist(), rej.column("reason").to_pylist(),
+                                                   strict=True)] == case["rejects"]
     if "duplicates" in case:
         assert m["rows_duplicate"] == case["duplicates"]
     if "rating_range" in case:
@@ -151,7 +154,8 @@ def check_snapshot(case: dict, store: str, out: str, err: str) -> None:
     assert len(users) == m["n_users"] and len(items) == m["n_items"]
     # output: the summary line, the reject note when there are rejects, one-line warnings only
     lines = out.splitlines()
-    assert lines[0].startswith(f"{NAME}/{ref.snapshot} (new snapshot): {case['kept']:,} kept, {len(case['rejects']):,} rejected")
+    assert lines[0].startswith(f"{NAME}/{ref.snapshot} (new snapshot): {case['kept']:,} kept, "
+                               f"{len(case['rejects']):,} rejected")
     n = len(case["rejects"])
     counts = Counter(reason for _, reason in case["rejects"])
     reasons = ", ".join(f"{c} {r}" for r, c in sorted(counts.items(), key=lambda rc: (-rc[1], rc[0])))

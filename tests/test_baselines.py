@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -11,7 +10,6 @@ from factorflow.errors import ParameterError
 from factorflow.evaluation.metrics import rating_metrics
 from factorflow.models.base import FactorModel
 from factorflow.models.baselines import BiasBaseline, GlobalMean
-
 
 
 def small_train() -> sp.csr_matrix:

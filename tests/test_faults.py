@@ -440,7 +440,8 @@ def flaky_parts(parts):
 
 
 def _retry_records(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "factorflow.storage.partitions" and "retrying" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records
+            if r.name == "factorflow.storage.partitions" and "retrying" in r.getMessage()]
 
 
 def test_transient_block_read_error_is_retried(flaky_parts, reference, caplog):

@@ -14,7 +14,8 @@ def test_cli_ingest_then_existing_snapshot(tmp_path, capsys):
     assert main(["ingest", str(RATINGS), "--store", store]) == 0
     first = capsys.readouterr().out.strip()
     assert "new snapshot" in first
-    assert "100,836 kept, 0 rejected, 0 duplicates; 610 users, 9,724 items; ratings 0.5..5.0 (scale 0.5..5, inferred)" in first
+    assert ("100,836 kept, 0 rejected, 0 duplicates; 610 users, 9,724 items; ratings 0.5..5.0 "
+            "(scale 0.5..5, inferred)") in first
     assert "\n" not in first  # no reject note without rejects
     assert main(["ingest", str(RATINGS), "--store", store]) == 0
     second = capsys.readouterr().out.strip()
@@ -29,7 +30,8 @@ def test_cli_bad_file_is_one_line_error(tmp_path, capsys):
     assert code == 2
     assert err.count("\n") == 1 and err.startswith(f"factorflow: error: {bad}: 2 of 3 rows rejected")
     assert "first bad lines: 2 (non-numeric rating), 3 (non-numeric rating)" in err
-    assert not (tmp_path / "s" / "datasets" / "bad").exists() or not any((tmp_path / "s" / "datasets" / "bad").iterdir())
+    bad = tmp_path / "s" / "datasets" / "bad"
+    assert not bad.exists() or not any(bad.iterdir())
 
 
 def test_cli_options(tmp_path, capsys):
@@ -55,7 +57,8 @@ def test_cli_prints_the_reject_note_and_one_line_warnings(tmp_path, capsys):
     summary, note = out.splitlines()
     assert "1,200 kept, 2 rejected" in summary and "(scale 1..5, inferred)" in summary
     path = summary.rsplit(" -> ", 1)[1]
-    assert note == f"2 rows rejected (1 non-numeric rating, 1 rating outside the inferred scale 1..5); see {path}/rejects.parquet"
+    assert note == ("2 rows rejected (1 non-numeric rating, 1 rating outside the inferred scale 1..5); "
+                    f"see {path}/rejects.parquet")
     warning = (f"factorflow: warning: {src}: 1 rating(s) outside the inferred scale 1..5 rejected (lines 1202); "
                "pass --rating-range LOW,HIGH to set the scale yourself")
     assert err.splitlines() == [warning]

@@ -9,8 +9,10 @@ from factorflow.data.ingest import ingest_source
 
 def test_two_file_ingest_progress_reaches_the_total(tmp_path):
     train, test = tmp_path / "u1.base", tmp_path / "u1.test"
-    train.write_text("".join(f"{u}\t{i}\t{1 + (u * i) % 5}\t{u * 100 + i}\n" for u in range(1, 60) for i in range(1, 40)))
-    test.write_text("".join(f"{u}\t{i}\t{1 + (u + i) % 5}\t{u * 100 + i}\n" for u in range(1, 60) for i in range(40, 45)))
+    train.write_text("".join(f"{u}\t{i}\t{1 + (u * i) % 5}\t{u * 100 + i}\n"
+                             for u in range(1, 60) for i in range(1, 40)))
+    test.write_text("".join(f"{u}\t{i}\t{1 + (u + i) % 5}\t{u * 100 + i}\n"
+                            for u in range(1, 60) for i in range(40, 45)))
     calls: list[tuple[float, float]] = []
     ingest_source(str(train), str(tmp_path / "s"), test_source=str(test),
                   progress=lambda done, total, message="": calls.append((done, total)))

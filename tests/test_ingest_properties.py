@@ -73,15 +73,16 @@ def test_random_tables_round_trip(first, rest):
         users = read_ids(ref, "user").column("user_id")
         items = read_ids(ref, "item").column("item_id")
 
-    assert list(zip(rej.column("line").to_pylist(), rej.column("reason").to_pylist())) == expected_rejects
+    assert list(zip(rej.column("line").to_pylist(), rej.column("reason").to_pylist(), strict=True)) == expected_rejects
     got = {
         (str(users[u].as_py()), str(items[i].as_py())): (r, t)
-        for u, i, r, t in zip(*(ratings.column(c).to_pylist() for c in ("user_idx", "item_idx", "rating", "timestamp")))
+        for u, i, r, t in zip(*(ratings.column(c).to_pylist() for c in ("user_idx", "item_idx", "rating", "timestamp")),
+                              strict=True)
     }
     assert got == {k: (r, t) for k, (r, t, _) in best.items()}
     assert ratings.num_rows == len(best) == ref.manifest["rows_kept"]
     assert ref.manifest["rows_rejected"] == len(expected_rejects)
-    keys = list(zip(ratings.column("user_idx").to_pylist(), ratings.column("item_idx").to_pylist()))
+    keys = list(zip(ratings.column("user_idx").to_pylist(), ratings.column("item_idx").to_pylist(), strict=True))
     assert keys == sorted(set(keys))  # sorted by (user, item), one row per pair
     for side, col in ((0, users), (1, items)):
         raw = {k[side] for k in best}
@@ -99,6 +100,6 @@ def test_id_map_is_a_bijection_in_sorted_order(batches):
     assert sorted(set(map(str, values))) == sorted({s for b in batches for s in b}) or not batches
     assert len(set(values)) == len(values) == m.n
     assert values == sorted(values)
-    for b, p in zip(batches, provisional):
+    for b, p in zip(batches, provisional, strict=True):
         assert [str(values[k]) for k in remap[p]] == b
     assert np.array_equal(np.sort(remap), np.arange(m.n))

@@ -14,8 +14,8 @@ import scipy.sparse as sp
 
 from factorflow.errors import NotFoundError, ParameterError
 from factorflow.factors import FactorArrays
-from factorflow.storage import tables as ft
 from factorflow.storage import registry as reg
+from factorflow.storage import tables as ft
 
 
 def make_factors(n_users=7, n_items=11, k=3, seed=0) -> FactorArrays:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from factorflow.cli import main
-from factorflow.errors import ParameterError
 from factorflow.data.synth import GLOBAL_MEAN, write_synthetic_csv
+from factorflow.errors import ParameterError
 
 N_USERS, N_ITEMS, N_RATINGS = 1500, 2000, 180_000
 

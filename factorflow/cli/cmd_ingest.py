@@ -31,8 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from factorflow.errors import DataWarning
     from factorflow.data.ingest import describe_rejects, ingest_source
+    from factorflow.errors import DataWarning
     from factorflow.progress import tqdm_progress
 
     with warnings.catch_warnings(record=True) as caught:

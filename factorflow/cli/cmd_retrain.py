@@ -204,8 +204,8 @@ def run(args: argparse.Namespace) -> int:
     config = model_config_from_args(args)
     params = params_from_args(args, args.dataset)
     check_request(args, params, config)
-    from factorflow.flows.retrain import retrain_flow
     from factorflow.cli._prefect_api import prefect_api
+    from factorflow.flows.retrain import retrain_flow
 
     quiet_user_error_tracebacks()
     with prefect_api():

@@ -36,9 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from factorflow.data.splits import make_split
     from factorflow.errors import ParameterError
     from factorflow.progress import tqdm_progress
-    from factorflow.data.splits import make_split
     from factorflow.storage.datasets import resolve_snapshot
 
     if args.cutoff is not None and args.test_fraction is not None:

@@ -32,8 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from factorflow.progress import tqdm_progress
     from factorflow.data.synth import write_synthetic_csv
+    from factorflow.progress import tqdm_progress
 
     with tqdm_progress("synth", unit="rating") as progress:
         meta = write_synthetic_csv(

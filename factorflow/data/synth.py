@@ -331,4 +331,4 @@ def _user_chunks(starts: np.ndarray, per_chunk: int) -> list[tuple[int, int]]:
     n_users = starts.size - 1
     cuts = np.searchsorted(starts, np.arange(per_chunk, int(starts[-1]), per_chunk), side="left")
     bounds = np.unique(np.concatenate([[0], cuts, [n_users]]))
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]

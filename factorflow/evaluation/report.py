@@ -26,9 +26,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     cols = list(rows[0])
-    cells = [[("" if r[c] is None else (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]))) for c in cols] for r in rows]
+    def cell(v: Any) -> str:
+        return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    cells = [[cell(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)

@@ -50,7 +50,6 @@ decompressed into a local temporary file, so Arrow never holds a Python object (
 
 from __future__ import annotations
 
-from factorflow.storage.datasets import SnapshotRef
 from factorflow.data.ingest.formats import FORMATS, FormatSpec, detect_format
 from factorflow.data.ingest.reader import REASONS
 from factorflow.data.ingest.scale import COMMON_SCALES, RatingScale, infer_scale
@@ -63,6 +62,7 @@ from factorflow.data.ingest.snapshot import (
     resolve_duplicates,
     snapshot_id,
 )
+from factorflow.storage.datasets import SnapshotRef
 
 __all__ = [
     "COMMON_SCALES",

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from factorflow.errors import InputError
 from factorflow.data.ingest.formats import open_text
+from factorflow.errors import InputError
 
 CHUNK = 8 << 20
 _BOM = "\ufeff"

@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from factorflow.errors import InputError
-from factorflow.progress import Progress, report
 from factorflow.data.ingest.formats import ArrowInput, FormatSpec, arrow_input, not_utf8_error
 from factorflow.data.ingest.ids import IdMap
 from factorflow.data.ingest.lines import first_non_utf8
+from factorflow.errors import InputError
+from factorflow.progress import Progress, report
 
 BLOCK_SIZE = 16 << 20
 _HANDLER_RELEASE_TIMEOUT = 10.0  # seconds; normally immediate, or the time of one block's read
@@ -304,7 +304,8 @@ def _read(
                 _fast_batch(batch, spec, users, items, rating_range, acc)
             else:
                 _robust_batch(batch, spec, users, items, rating_range, acc, rejects, n_delivered, invalid_lines)
-                last = int(_lines_of(np.array([n_delivered + batch.num_rows - 1]), spec.first_data_line, invalid_lines)[0])
+                last_row = np.array([n_delivered + batch.num_rows - 1])
+                last = int(_lines_of(last_row, spec.first_data_line, invalid_lines)[0])
                 _check_multiline(source, batch, n_delivered, spec.first_data_line, invalid_lines, multiline, last)
             n_delivered += batch.num_rows
             if bytes_read is not None:

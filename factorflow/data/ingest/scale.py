@@ -169,7 +169,7 @@ def _check_located(source: str, spec: FormatSpec, lines: np.ndarray, texts: list
     names = spec.column_names or spec.header or []
     col = names.index(spec.roles["rating"])
     fmt = {"delimiter": spec.delimiter} if quoted else {"delimiter": spec.delimiter, "quoting": csv.QUOTE_NONE}
-    for line, text, want in zip(lines.tolist(), texts, ratings.tolist()):
+    for line, text, want in zip(lines.tolist(), texts, ratings.tolist(), strict=True):
         fields = next(csv.reader([text], **fmt), [])
         try:
             got = np.float32(float(fields[col].strip().removeprefix("+")))
