@@ -11,14 +11,15 @@ A version folder holds (see :mod:`factorflow.storage.tables` for the table schem
     user_factors.parquet  item_factors.parquet  [seen.parquet]  [EXTRA.parquet ...]  model.json
 
 VERSION is ``YYYYMMDDTHHMMSSffffffZ-xxxxxx`` (UTC creation time + random hex), so names sort
-by time. ``model.json`` is the caller's ``model_json`` plus ``version, name, created_at,
-rank, global_mean, n_users, n_items, tables``. Keys other tools read, kept stable:
+by time. ``model.json`` is the caller's ``model_json`` (the body built by
+:mod:`factorflow.pipeline.publish`) plus ``version, name, created_at, rank, global_mean,
+n_users, n_items, tables, files``. Keys other tools read, kept stable:
 
-- ``kind`` (model kind, e.g. ``"als"``), ``params`` (hyper-parameters; fold-in reads
-  ``params.reg`` and ``params.weighted``)
+- ``kind`` (model kind, e.g. ``"als"``), ``params`` (the kind's config fields; fold-in rebuilds
+  the model from ``kind`` and ``params``)
 - ``metrics.test.rmse``, ``metrics.test.mae``, ``metrics.test["ndcg@10"]``,
   ``metrics.test["precision@10"]``, ``metrics.test["recall@10"]``, ``metrics.train.rmse``
-- ``metrics.baselines.<name>.rmse`` (e.g. ``global_mean``, ``biases``)
+- ``metrics.baselines.<kind>.rmse`` (the baseline kinds: ``global-mean``, ``bias``)
 
 ``model_json`` must be strict JSON (no NaN/inf; numpy scalars/arrays are converted); it is
 checked before anything is written.
