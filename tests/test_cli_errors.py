@@ -22,7 +22,10 @@ RATINGS = str(DATA / "ratings.csv")
     (["--blocks", "0"], "--blocks=0: Input should be greater than or equal to 1"),
     (["--workers", "0"], "--workers=0: Input should be greater than or equal to 1"),
     (["--model-seed", "-1"], "--model-seed=-1: must be an integer >= 0"),
-    (["--init-scale", "0"], "--init-scale=0.0: Input should be greater than 0"),
+    (["--init-scale", "0"], "--init-scale=0.0: must be a finite number > 0"),  # the model config's own rule
+    (["--rank", "0"], "--rank=0: must be an integer >= 1"),
+    (["--model", "bias", "--sweeps", "3"], "--sweeps: model bias does not take it (it takes: --reg-user, --reg-item"),
+    (["--model", "global-mean", "--rank", "3", "--reg", "1"], "--rank, --reg: model global-mean does not take them"),
     (["--test-fraction", "1.5"], "--test-fraction=1.5: Input should be less than 1"),
     (["--rank", "10000000"], "--rank=10000000: fitting als needs at least"),  # ~1.5 PB: no machine has it
     (["--model", "nope"], "--model='nope': must be one of"),
