@@ -172,11 +172,14 @@ def test_retrain_bad_file_is_one_line_without_traceback(tmp_path):
     # The CLI's own Prefect start-up path: once this failed under load (exit 1) when Prefect's
     # ephemeral server gave up after 20 s; the CLI now waits for its private server.
     proc = run_cli(["retrain", str(bad), "--store", str(store)], tmp_path / "prefect", timeout=900)
-    assert proc.returncode == 2
+    # On failure show everything the CLI said: pytest's repr of the CompletedProcess is cut short,
+    # and an exit 1 is only diagnosable from its traceback.
+    said = f"exit {proc.returncode}\n--- stderr ---\n{proc.stderr}\n--- stdout ---\n{proc.stdout}"
+    assert proc.returncode == 2, said
     errors = [line for line in proc.stderr.splitlines() if line.startswith("factorflow: error:")]
     assert errors == [f"factorflow: error: {bad}: 1 of 3 rows rejected (33.3% > --max-reject-fraction 1%); "
-                      "first bad lines: 3 (non-numeric rating)"]
-    assert "Traceback" not in proc.stderr
+                      "first bad lines: 3 (non-numeric rating)"], said
+    assert "Traceback" not in proc.stderr, said
     assert not (store / "models").exists() and not (store / "datasets" / "bad").exists()
 
 
