@@ -165,8 +165,10 @@ class ALS:
         return init_factors(self.config, n_users, n_items)
 
     def solve_rows(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
-                   other: tuple[np.ndarray, np.ndarray], mu: float) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """Exact (w_i, b_i) of every row of the block (module docstring), its sse and its penalty."""
+                   other: tuple[np.ndarray, np.ndarray], mu: float, context: Any = None,
+                   start: int = 0) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Exact (w_i, b_i) of every row of the block (module docstring), its sse and its penalty
+        (deterministic: ``context`` and ``start`` are unused)."""
         from factorflow.models._solve import solve_block
 
         cfg = self.config
@@ -186,9 +188,10 @@ class ALS:
         by_user, by_item, mu = train_csr_parts(train)
         sides = {"user": by_user, "item": by_item}
 
-        def solve_side(side: str, other: tuple[np.ndarray, np.ndarray]):
+        def solve_side(side: str, other: tuple[np.ndarray, np.ndarray], context: Any):
             m = sides[side]
-            return self.solve_rows(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, other, mu)
+            return self.solve_rows(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, other, mu,
+                                   context, 0)
 
         factors, history = fit_alternating(self, solve_side, by_user.shape[0], by_user.shape[1], by_user.nnz, mu,
                                            callback=callback, progress=progress)

@@ -83,10 +83,13 @@ class BlockAlternating(Protocol):
         ...
 
     def solve_rows(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
-                   other: tuple[np.ndarray, np.ndarray], mu: float
+                   other: tuple[np.ndarray, np.ndarray], mu: float, context: Any = None, start: int = 0
                    ) -> tuple[np.ndarray, np.ndarray, float, float]:
         """The block kernel: (factors, biases, sse, penalty) of the rows of one CSR block given
-        the other side's (factors, biases). Pure and picklable: it runs on Dask workers."""
+        the other side's (factors, biases). ``context`` is what the model's optional
+        ``half_step_context`` hook returned for this half-step (None without one); ``start`` is
+        the block's first row, so a row's result (and any random draw) can depend on the row,
+        never on the blocking. Pure and picklable: it runs on Dask workers."""
         ...
 
     def set_fitted(self, factors: FactorArrays, history: list[dict[str, Any]]) -> None:

@@ -20,8 +20,8 @@ from factorflow.factors import FactorArrays
 from factorflow.models.base import BlockAlternating, StepCallback
 from factorflow.progress import Progress, report
 
-#: ``solve_side(side, other) -> (factors, biases, sse, penalty)`` for ``side`` in {"user", "item"}.
-SolveSide = Callable[[str, tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray, float, float]]
+#: ``solve_side(side, other, context) -> (factors, biases, sse, penalty)`` for ``side`` in {"user", "item"}.
+SolveSide = Callable[[str, tuple[np.ndarray, np.ndarray], Any], tuple[np.ndarray, np.ndarray, float, float]]
 
 
 def step_message(row: dict[str, Any]) -> str:
@@ -54,19 +54,29 @@ def fit_alternating(model: BlockAlternating, solve_side: SolveSide, n_users: int
                     progress: Progress | None = None) -> tuple[FactorArrays, list[dict[str, Any]]]:
     """Alternate user and item half-steps ``model.n_steps()`` times from ``model.init_sides``.
 
+    Optional hooks of the model: ``half_step_context(step, side, own, other)`` runs on the driver
+    before each half-step and its (small) result is handed to every block's ``solve_rows`` (e.g.
+    BPMF's hyper-parameter draw); ``end_step(step, factors) -> (factors, measurements)`` runs
+    after each step (e.g. BPMF keeps a sample and reports the running posterior mean).
     Row measurements: ``train_rmse`` (after the item half-step) and ``objective`` (its sse plus
-    both sides' penalties). Returns the final factors and the history.
+    both sides' penalties), plus the hook's. Returns the final factors and the history.
     """
     w, b, u, c = model.init_sides(n_users, n_items)
+    context = getattr(model, "half_step_context", None) or (lambda *_: None)
+    end_step = getattr(model, "end_step", None)
     state: dict[str, FactorArrays] = {}
 
-    def step(_: int) -> tuple[FactorArrays, dict[str, Any]]:
+    def step(s: int) -> tuple[FactorArrays, dict[str, Any]]:
         nonlocal w, b, u, c
-        w, b, _, user_penalty = solve_side("user", (u, c))
-        u, c, sse, item_penalty = solve_side("item", (w, b))
+        w, b, _, user_penalty = solve_side("user", (u, c), context(s, "user", (w, b), (u, c)))
+        u, c, sse, item_penalty = solve_side("item", (w, b), context(s, "item", (u, c), (w, b)))
+        measured = {"train_rmse": float(np.sqrt(sse / nnz)) if nnz else 0.0,
+                    "objective": float(sse + user_penalty + item_penalty)}
         state["f"] = FactorArrays(w, u, b, c, mu)
-        return state["f"], {"train_rmse": float(np.sqrt(sse / nnz)) if nnz else 0.0,
-                            "objective": float(sse + user_penalty + item_penalty)}
+        if end_step is not None:
+            state["f"], extra = end_step(s, state["f"])
+            measured.update(extra)
+        return state["f"], measured
 
     history = run_steps(model.n_steps(), step, unit=model.step_unit, callback=callback, progress=progress)
     return state.get("f", FactorArrays(w, u, b, c, mu)), history

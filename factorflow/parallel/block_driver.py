@@ -6,7 +6,8 @@ supplies its ``solve_side``. Per half-step it maps the model's pure kernel ``sol
 the row blocks of one side, with the other side's factors scattered once (to one worker; the
 others fetch it from there when their first block needs it), and gathers the new factors on
 the driver — so the task graph holds P tasks per half-step and never grows with the number of
-steps. Blocks are loaded once onto the workers and stay there across steps. Each row's solve
+steps. The model's ``half_step_context`` (e.g. a hyper-parameter draw) travels with the
+scatter. Blocks are loaded once onto the workers and stay there across steps. Each row's solve
 is independent of the blocking, so the result equals the model's serial ``fit`` (same seed ⇒
 same factors, any worker or block count).
 
@@ -59,10 +60,12 @@ class _WorkerLost(Exception):
     """A half-step lost its scattered factors or its connection to a worker; it can be re-run."""
 
 
-def _solve(block: RowBlock, other: tuple[np.ndarray, np.ndarray], mu: float,
+def _solve(block: RowBlock, shared: tuple[tuple[np.ndarray, np.ndarray], Any], mu: float,
            model: BlockAlternating) -> tuple[int, int, np.ndarray, np.ndarray, float, float]:
     """The model's kernel on one block, tagged with the block's row range."""
-    factors, bias, sse, penalty = model.solve_rows(block.indptr, block.indices, block.data, other, mu)
+    other, context = shared
+    factors, bias, sse, penalty = model.solve_rows(block.indptr, block.indices, block.data, other, mu, context,
+                                                   block.start)
     return block.start, block.stop, factors, bias, float(sse), float(penalty)
 
 
@@ -70,13 +73,13 @@ def _load_blocks(client: Client, parts: PartitionsRef, side: str) -> list[Future
     return [client.submit(load_block, parts.path, side, b, pure=False) for b in range(len(parts.manifest[side]))]
 
 
-def _half_step(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], n_rows: int,
-               mu: float, model: BlockAlternating) -> Solved:
+def _half_step(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], context: Any,
+               n_rows: int, mu: float, model: BlockAlternating) -> Solved:
     """Solve every row of one side; re-run (up to :data:`HALF_SWEEP_ATTEMPTS` tries) when a lost
     worker takes the scattered factors with it."""
     for attempt in range(1, HALF_SWEEP_ATTEMPTS + 1):
         try:
-            return _half_step_once(client, blocks, other, n_rows, mu, model)
+            return _half_step_once(client, blocks, other, context, n_rows, mu, model)
         except _WorkerLost as exc:
             if attempt == HALF_SWEEP_ATTEMPTS:
                 raise exc.__cause__ from None
@@ -87,10 +90,10 @@ def _half_step(client: Client, blocks: list[Future], other: tuple[np.ndarray, np
     raise AssertionError("unreachable")
 
 
-def _half_step_once(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], n_rows: int,
-                    mu: float, model: BlockAlternating) -> Solved:
+def _half_step_once(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], context: Any,
+                    n_rows: int, mu: float, model: BlockAlternating) -> Solved:
     try:
-        [other_f] = client.scatter([other], hash=False)
+        [other_f] = client.scatter([(other, context)], hash=False)
     except OSError as exc:  # CommClosedError: the worker it went to died
         raise _WorkerLost(f"scatter failed: {type(exc).__name__}: {exc}") from exc
     futures = [client.submit(_solve, blk, other_f, mu, model, pure=False) for blk in blocks]
@@ -127,7 +130,7 @@ def fit_blocks(client: Client, parts: PartitionsRef, model: BlockAlternating, *,
     wait(blocks["user"] + blocks["item"])
     try:
         factors, history = fit_alternating(
-            model, lambda side, other: _half_step(client, blocks[side], other, rows[side], mu, model),
+            model, lambda side, other, context: _half_step(client, blocks[side], other, context, rows[side], mu, model),
             n_users, n_items, nnz, mu, callback=callback, progress=progress)
     finally:
         client.cancel(blocks["user"] + blocks["item"])
