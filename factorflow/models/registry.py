@@ -34,10 +34,16 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "als": ModelSpec("factorflow.models.als:ALS", "factorflow.models.als:ALSConfig",
                      "biased alternating least squares (spec §§3–5)"),
+    "bpmf": ModelSpec("factorflow.models.bpmf:BPMF", "factorflow.models.bpmf:BPMFConfig",
+                      "Bayesian PMF with biases by Gibbs sampling (spec §9)"),
     "bias": ModelSpec("factorflow.models.baselines:BiasBaseline", "factorflow.models.baselines:BiasConfig",
                       "baseline: regularized user and item biases"),
     "global-mean": ModelSpec("factorflow.models.baselines:GlobalMean",
                              "factorflow.models.baselines:GlobalMeanConfig", "baseline: the train mean"),
+    "pmf": ModelSpec("factorflow.models.pmf:PMF", "factorflow.models.pmf:PMFConfig",
+                     "MAP probabilistic matrix factorization: ALS without biases (spec §8)"),
+    "svd": ModelSpec("factorflow.models.svd:SVD", "factorflow.models.svd:SVDConfig",
+                     "baseline: truncated SVD of the bias-removed ratings, missing as 0 (spec §7)"),
 }
 
 #: Kinds evaluated beside every model on the same split (model.json ``metrics.baselines``).
