@@ -220,9 +220,10 @@ def test_pmf_on_the_dask_block_driver_equals_the_serial_fit(tmp_path):
     split = make_split(ingest_source(str(DATA), str(tmp_path), "ml"), "random", test_fraction=0.2, seed=1)
     cfg = PMFConfig(rank=6, reg=8.0, sweeps=2, center=False)
     serial = PMF(cfg).fit(train_csr(split))
-    model = PMF(cfg)
+    model, seen = PMF(cfg), []
     with dask_client(n_workers=2) as client:
-        fit_blocks(client, build_partitions(split, 5), model)
+        fit_blocks(client, build_partitions(split, 5), model, callback=lambda s, f: seen.append(f.global_mean) or {})
+    assert seen == [0.0, 0.0]  # the per-step callback scores with μ = 0 (PMF.end_step), not the driver's mean
     got, want = model.factors(), serial.factors()
     np.testing.assert_allclose(got.user_factors, want.user_factors, atol=1e-6)
     np.testing.assert_allclose(got.item_factors, want.item_factors, atol=1e-6)
