@@ -34,6 +34,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "als": ModelSpec("factorflow.models.als:ALS", "factorflow.models.als:ALSConfig",
                      "biased alternating least squares (spec §§3–5)"),
+    "bpmf": ModelSpec("factorflow.models.bpmf:BPMF", "factorflow.models.bpmf:BPMFConfig",
+                      "Bayesian PMF with biases by Gibbs sampling (spec §9)"),
     "bias": ModelSpec("factorflow.models.baselines:BiasBaseline", "factorflow.models.baselines:BiasConfig",
                       "baseline: regularized user and item biases"),
     "global-mean": ModelSpec("factorflow.models.baselines:GlobalMean",
