@@ -147,3 +147,34 @@ def test_dask_draws_equal_the_serial_ones(split, n_workers, n_blocks):
     assert [h["phase"] for h in history] == ["als"] * 2 + ["burn-in"] * 2 + ["sample"] * 6
     for attr in ("user_factors", "item_factors", "user_bias", "item_bias"):
         np.testing.assert_allclose(getattr(factors, attr), getattr(serial, attr), atol=1e-6, err_msg=attr)
+
+
+def test_recommend_uncertainty_is_the_spread_over_the_kept_samples(tmp_path, capsys):
+    import json
+
+    import pyarrow as pa
+
+    from factorflow.cli import main
+    from factorflow.models.als import ALS, ALSConfig
+    from factorflow.storage import registry as published
+
+    train = _train(seed=5)
+    model = BPMF(QUICK).fit(train)
+    f = model.factors()
+    store = str(tmp_path / "store")
+    ids = dict(user_ids=pa.array(np.arange(train.shape[0]) + 1), item_ids=pa.array(np.arange(train.shape[1]) + 1))
+    published.publish(store, "b", f, model_json={"kind": "bpmf", "params": model.params(),
+                                                 "rating_range": [0.5, 5.0]}, seen=train, **ids)
+    assert main(["recommend", "--model", "b", "--user", "3", "-n", "4", "--uncertainty", "--json",
+                 "--min-ratings", "0", "--store", store]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    items = np.array([r["item"] for r in rows]) - 1
+    per_sample = np.array([w[2].astype(np.float64) @ u[items].T.astype(np.float64) for w, _, u, _ in model._kept])
+    np.testing.assert_allclose([r["std"] for r in rows], per_sample.std(axis=0), atol=1e-5)
+    assert all(r["std"] > 0 for r in rows)
+
+    als = ALS(ALSConfig(rank=2, sweeps=2)).fit(train)
+    published.publish(store, "a", als.factors(), model_json={"kind": "als", "params": als.params()}, seen=train,
+                      **ids)
+    assert main(["recommend", "--model", "a", "--user", "3", "--uncertainty", "--store", store]) == 2
+    assert "--uncertainty: model a (version" in capsys.readouterr().err

@@ -60,9 +60,10 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, score_label: str = "sc
         print("(no items)")
         return
     has_title = any("title" in r for r in rows)
+    has_std = any("std" in r for r in rows)
     width = max(4, max(len(str(r["item"])) for r in rows))
-    head = f"{'rank':>4}  {'item':>{width}}  {score_label:>7}"
+    head = f"{'rank':>4}  {'item':>{width}}  {score_label:>7}" + (f"  {'std':>6}" if has_std else "")
     print(head + ("  title" if has_title else ""))
     for k, r in enumerate(rows, start=1):
-        line = f"{k:>4}  {str(r['item']):>{width}}  {r['score']:>7.3f}"
+        line = f"{k:>4}  {str(r['item']):>{width}}  {r['score']:>7.3f}" + (f"  {r['std']:>6.3f}" if has_std else "")
         print(line + (f"  {r.get('title', '')}" if has_title else ""))

@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="fold in these ratings (e.g. 318=5,296=4.5) and recommend from them")
     g.add_argument("--ratings-file", metavar="F.csv",
                    help="fold in ratings from a CSV with columns item,rating (header optional)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="add each item's predictive std for this user (models with a posterior, e.g. bpmf)")
     add_published_model_args(p, 'print [{"item": id, "score": x}, ...]')
     p.set_defaults(func=run)
 
@@ -52,9 +54,16 @@ def run(args: argparse.Namespace) -> int:
             scale_where="--ratings" if args.ratings else f"--ratings-file {args.ratings_file}")
     else:
         served = serve.recommend_for_user(model, args.user, args.n, min_ratings=args.min_ratings)
+    rows = item_rows(model, served.ranked, serve.title_lookup(model, args.titles))
+    if args.uncertainty:
+        std = serve.uncertainty(model, served)
+        if std is None:
+            served.notes.append("note: a popularity fallback has no predictive std")
+        else:
+            for row, s in zip(rows, std, strict=True):
+                row["std"] = round(float(s), 6)
     print_notes(served.notes)
-    titles = serve.title_lookup(model, args.titles)
-    print_rows(item_rows(model, served.ranked, titles), args.json)
+    print_rows(rows, args.json)
     return 0
 
 

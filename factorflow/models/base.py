@@ -15,6 +15,7 @@ What else a model can do is declared by capability, never decided by its name:
   kernel over partition blocks, and the serial fit runs the same kernel over the whole matrix.
 - :class:`FoldsIn` — a new user's (w, b) from a few ratings against the published items, with
   the model's own regularization (``recommend --ratings``).
+- :class:`Uncertain` — the predictive std of a user's scores (``recommend --uncertainty``).
 - :class:`MemoryBounded` — a lower bound on a fit's memory, checked before fitting.
 """
 
@@ -103,6 +104,15 @@ class FoldsIn(Protocol):
 
     def fold_in(self, factors: FactorArrays, item_idx: np.ndarray,
                 ratings: np.ndarray) -> tuple[np.ndarray, float]:
+        ...
+
+
+@runtime_checkable
+class Uncertain(Protocol):
+    """Capability: the predictive standard deviation of a user's scores (e.g. BPMF's spread of r̂
+    over its posterior samples), from the published arrays and the user's factor vector ``w``."""
+
+    def predictive_std(self, factors: FactorArrays, w: np.ndarray, items: np.ndarray) -> np.ndarray:
         ...
 
 

@@ -308,6 +308,19 @@ class BPMF:
             bs.append(float(b[0]))
         return np.concatenate(ws).astype(np.float32), float(np.mean(bs))
 
+    # --- Uncertain ----------------------------------------------------------------------------
+
+    def predictive_std(self, factors: FactorArrays, w: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Std over the kept samples of the user's prediction for each of ``items``: the spread of
+        T·(w⁽ᵗ⁾/√T)ᵀ(u_j⁽ᵗ⁾/√T) over t (the biases are published averaged, so the spread is that of
+        the factor part). ``w`` is a published (or folded-in) user row."""
+        k = self.config.rank
+        t = max(1, factors.rank // k)
+        items = np.asarray(items, dtype=np.int64)
+        wt = np.asarray(w, dtype=np.float64).reshape(t, k)
+        ut = factors.item_factors[items].astype(np.float64).reshape(len(items), t, k)
+        return (t * np.einsum("tk,ptk->pt", wt, ut)).std(axis=1)
+
     @staticmethod
     def min_fit_bytes(config: BPMFConfig, n_users: int = 0, n_items: int = 0) -> int:
         """Both sides' current sample, the kept samples and their concatenation (float32), plus a

@@ -32,10 +32,12 @@ FALLBACK_MIN_RATINGS = 10
 
 @dataclass
 class Served:
-    """A ranked list with the notes a caller may show (the CLI prints them on stderr)."""
+    """A ranked list with the notes a caller may show (the CLI prints them on stderr), and the
+    user's factor vector it was ranked with (None for a popularity fallback)."""
 
     ranked: Ranked
     notes: list[str] = field(default_factory=list)
+    vector: np.ndarray | None = None
 
 
 def describe(model: PublishedModel) -> str:
@@ -144,6 +146,7 @@ def recommend_for_user(model: PublishedModel, user: Any, n: int = 10, *, min_rat
         ranked = popular_fallback(f, model.item_n_ratings, n, min_ratings=fallback_min, exclude=seen)
     else:
         ranked = top_n(f, user_idx, n, seen, allowed=allowed)
+        return Served(ranked, notes, f.user_factors[user_idx])
     return Served(ranked, notes)
 
 
@@ -177,7 +180,26 @@ def recommend_from_ratings(model: PublishedModel, ratings: Mapping[Any, float] |
         raise NotFoundError(f"{where}: items not in {who}: {', '.join(bad)}")
     w, b = folder.fold_in(model.factors, idx, values)
     ranked = top_n_for_vector(model.factors, w, b, n, np.union1d(idx, seen), allowed=allowed)
-    return Served(ranked, notes)
+    return Served(ranked, notes, np.asarray(w))
+
+
+def uncertainty(model: PublishedModel, served: Served, param: str = "--uncertainty") -> np.ndarray | None:
+    """The predictive std of each ranked item for the user ``served`` was ranked for, by the
+    published kind's ``Uncertain`` capability; None for a popularity fallback (no user vector).
+    ParameterError naming ``param`` when the kind has no predictive distribution."""
+    from factorflow.models import registry
+    from factorflow.models.base import Uncertain
+
+    kind = model.model_json.get("kind")
+    built = (registry.model_from_params(kind, model.model_json.get("params"))
+             if isinstance(kind, str) and kind in registry.kinds() else None)
+    if not isinstance(built, Uncertain):
+        have = ", ".join(k for k in registry.kinds() if registry.supports(k, Uncertain))
+        raise ParameterError(f"{param}: {describe(model)} (kind {kind}) has no predictive distribution "
+                             f"(kinds that have one: {have})")
+    if served.vector is None:
+        return None
+    return built.predictive_std(model.factors, served.vector, served.ranked.item_idx)
 
 
 def _fold_in_model(model: PublishedModel, where: str) -> Any:
