@@ -16,6 +16,8 @@
     STORE/runs/RUN/                                  one flow run's scratch: owner.json, factors.npz, history.json,
                                                      trained.json, metrics.json, learning_curve.png,
                                                      recommendations.parquet
+    STORE/leaderboards/SPLIT/STAMP.json              one ``compare`` run's leaderboard on split SPLIT (STAMP: UTC
+    STORE/leaderboards/SPLIT/STAMP.parquet           time); the JSON, written last, lists the Parquet's checksum
 """
 
 from __future__ import annotations
@@ -139,3 +141,20 @@ def runs_dir(root: str) -> str:
 
 def run_dir(root: str, run_id: str) -> str:
     return join(runs_dir(root), run_id)
+
+
+# ---------------------------------------------------------------- leaderboards (``factorflow compare``)
+
+
+def leaderboards_dir(root: str) -> str:
+    return join(root, "leaderboards")
+
+
+def leaderboard_dir(root: str, split: str) -> str:
+    """The leaderboards of every ``compare`` run on split ``split``."""
+    return join(leaderboards_dir(root), split)
+
+
+def leaderboard_file(root: str, split: str, stamp: str, ext: str) -> str:
+    """``STORE/leaderboards/SPLIT/STAMP.EXT`` (``ext``: ``json`` or ``parquet``)."""
+    return join(leaderboard_dir(root, split), f"{stamp}.{ext}")

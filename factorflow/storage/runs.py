@@ -39,8 +39,9 @@ def keep_runs() -> int:
 class RunRef:
     """One flow run's scratch folder (``path``: a URL every task reopens) and what was trained there.
 
-    ``kind``/``params``/``dask_workers`` are filled by the train step (:meth:`trained`); the
-    arrays and the learning curve stay in the folder (``factors.npz``, ``history.json``).
+    ``kind``/``params``/``dask_workers``/``seconds`` (wall time of the fit; None before it, or
+    from an older run) are filled by the train step (:meth:`trained`); the arrays and the
+    learning curve stay in the folder (``factors.npz``, ``history.json``).
     """
 
     path: str
@@ -48,13 +49,15 @@ class RunRef:
     kind: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     dask_workers: int | None = None
+    seconds: float | None = None
 
     def file(self, name: str) -> str:
         """URL of one file of the run folder (names: the ``RUN_*`` constants of storage.layout)."""
         return fsio.join(self.path, name)
 
-    def trained(self, kind: str, params: dict[str, Any], dask_workers: int | None) -> RunRef:
-        return replace(self, kind=kind, params=dict(params), dask_workers=dask_workers)
+    def trained(self, kind: str, params: dict[str, Any], dask_workers: int | None,
+                seconds: float | None = None) -> RunRef:
+        return replace(self, kind=kind, params=dict(params), dask_workers=dask_workers, seconds=seconds)
 
 
 def open_run(store: str, run_id: str) -> RunRef:
