@@ -52,9 +52,20 @@ def dask_client(address: str | None = None, n_workers: int | None = None) -> Ite
         finally:
             client.close()
         return
+    cluster = _local_cluster(n_workers)
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _local_cluster(n_workers: int | None) -> LocalCluster:
+    """A LocalCluster of ``n_workers`` (default: one per core) single-threaded worker processes."""
     if n_workers is not None and n_workers < 1:
         raise ParameterError(f"--workers={n_workers}: must be at least 1")
-    cluster = LocalCluster(
+    return LocalCluster(
         n_workers=n_workers or default_workers(),
         threads_per_worker=1,
         processes=True,
@@ -62,9 +73,22 @@ def dask_client(address: str | None = None, n_workers: int | None = None) -> Ite
         host="127.0.0.1",
         silence_logs=logging.WARNING,
     )
-    client = Client(cluster)
+
+
+@contextmanager
+def shared_cluster(address: str | None = None, n_workers: int | None = None) -> Iterator[str]:
+    """Yield the scheduler address that several fits share (each connects its own client with
+    :func:`dask_client`): the given or configured address (:func:`resolve_address`; nothing is
+    started), else a LocalCluster started here (``n_workers`` processes) and closed on exit."""
+    address = resolve_address(address)
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    if address:
+        with dask_client(address):  # unreachable: one line now, not one failure per fit later
+            pass
+        yield address
+        return
+    cluster = _local_cluster(n_workers)
     try:
-        yield client
+        yield cluster.scheduler_address
     finally:
-        client.close()
         cluster.close()
