@@ -22,6 +22,15 @@ def add_retrain_args(p: argparse.ArgumentParser) -> None:
     """Model, split and compute options (shared with ``demo``)."""
     p.add_argument("--name", help="published model name (default: the model kind)")
     add_model_args(p)
+    add_split_args(p)
+    add_compute_args(p)
+    p.add_argument("--top-n", type=int, default=10, help="N for top-N metrics and batch recommendations")
+    p.add_argument("--titles", help="a movies.csv (movieId,title,...) whose titles are published with the items")
+    p.add_argument("--json", action="store_true", help="print the flow's summary as JSON")
+
+
+def add_split_args(p: argparse.ArgumentParser) -> None:
+    """The split options (``params_from_args`` reads them; shared with ``compare``)."""
     s = p.add_argument_group("split")
     s.add_argument("--split", default="random", choices=["random", "temporal", "user-holdout", "given"])
     s.add_argument("--test-fraction", type=float, default=0.2)
@@ -30,14 +39,15 @@ def add_retrain_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--per-user", action="store_true", help="temporal: each user's last fraction by time")
     s.add_argument("-k", type=int, default=1, help="user-holdout: ratings held out per user")
     s.add_argument("--by", choices=["time", "random"], default="time", help="user-holdout: which ratings")
+
+
+def add_compute_args(p: argparse.ArgumentParser) -> None:
+    """The compute options (``params_from_args`` reads them; shared with ``compare``)."""
     c = p.add_argument_group("compute")
     c.add_argument("--dask-address", help="tcp://HOST:PORT of a running Dask scheduler "
                                           "(default: $FACTORFLOW_DASK_ADDRESS, else a LocalCluster)")
     c.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
     c.add_argument("--blocks", type=int, help="partition blocks P per side (default: from the rating count)")
-    p.add_argument("--top-n", type=int, default=10, help="N for top-N metrics and batch recommendations")
-    p.add_argument("--titles", help="a movies.csv (movieId,title,...) whose titles are published with the items")
-    p.add_argument("--json", action="store_true", help="print the flow's summary as JSON")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
