@@ -47,8 +47,9 @@ def test_one_rows_draws_match_its_closed_form_gaussian():
     mean = cov @ (alpha * y.T @ (r - c[items] - mu) + lam @ m)
 
     indptr = np.arange(n + 1, dtype=np.int64) * len(items)
-    f, b, _ = sample_block(indptr, np.tile(items, n).astype(np.int32), np.tile(r, n).astype(np.float32), u, c, mu,
-                           alpha, m, lam, stream_key(9, 30, 0), np.int64(0))
+    f, b, _, mf, mb = sample_block(indptr, np.tile(items, n).astype(np.int32), np.tile(r, n).astype(np.float32),
+                                   u, c, mu, alpha, m, lam, stream_key(9, 30, 0), np.int64(0), True)
+    np.testing.assert_allclose(np.c_[mf, mb], np.tile(mean, (n, 1)), atol=1e-9)  # the conditional mean itself
     x = np.c_[f, b]
     sd = np.sqrt(np.diag(cov))
     assert np.all(np.abs(x.mean(axis=0) - mean) < 5 * sd / np.sqrt(n))

@@ -78,18 +78,23 @@ def standard_normals(key, first, n):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def sample_block(indptr, indices, data, other_factors, other_bias, mu, alpha, prior_mean, prior_prec,
-                 key, start):  # pragma: no cover - compiled
+                 key, start, want_mean=False):  # pragma: no cover - compiled
     """One draw of [w_i; b_i] for every row of a CSR block (module docstring).
 
     Returns (factors (n, K) in ``other_factors.dtype``, biases (n,), sse of the drawn rows
-    against their ratings). Rows without ratings stay zero: they have no data, and a draw from
-    the prior would only add noise to their (μ + known bias) fallback prediction.
+    against their ratings, conditional-mean factors, conditional-mean biases); the last two are
+    the μ*_i (the draws without their noise) when ``want_mean``, else empty. Rows without ratings
+    stay zero: they have no data, and a draw from the prior would only add noise to their
+    (μ + known bias) fallback prediction.
     """
     n_rows = indptr.shape[0] - 1
     k = other_factors.shape[1]
     d = k + 1
     factors = np.zeros((n_rows, k), dtype=other_factors.dtype)
     bias = np.zeros(n_rows, dtype=other_factors.dtype)
+    n_mean = n_rows if want_mean else 0
+    mean_factors = np.zeros((n_mean, k), dtype=other_factors.dtype)
+    mean_bias = np.zeros(n_mean, dtype=other_factors.dtype)
     prior_rhs = prior_prec @ prior_mean
     a = np.empty((d, d), dtype=np.float64)
     rhs = np.empty(d, dtype=np.float64)
@@ -149,6 +154,10 @@ def sample_block(indptr, indices, data, other_factors, other_bias, mu, alpha, pr
         for q in range(k):
             factors[i, q] = x[q] + v[q]
         bias[i] = x[k] + v[k]
+        if want_mean:
+            for q in range(k):
+                mean_factors[i, q] = x[q]
+            mean_bias[i] = x[k]
         for p in range(lo, hi):
             j = indices[p]
             pred = np.float64(bias[i]) + np.float64(other_bias[j]) + mu
@@ -156,4 +165,4 @@ def sample_block(indptr, indices, data, other_factors, other_bias, mu, alpha, pr
                 pred += np.float64(factors[i, q]) * np.float64(other_factors[j, q])
             e = np.float64(data[p]) - pred
             sse += e * e
-    return factors, bias, sse
+    return factors, bias, sse, mean_factors, mean_bias

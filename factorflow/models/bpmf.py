@@ -216,7 +216,8 @@ class BPMF:
         x = x[np.any(x != 0, axis=1)]
         rng = np.random.default_rng([c.seed, step, SIDE_ID[side], 1])
         m, lam = sample_hyper(x, c, rng)
-        return ("sample", m, lam, stream_key(c.seed, step, SIDE_ID[side]))
+        want_mean = side == "item" and step in self._keep  # Rao–Blackwellized kept sample (end_step)
+        return ("sample", m, lam, stream_key(c.seed, step, SIDE_ID[side]), want_mean)
 
     def solve_rows(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
                    other: tuple[np.ndarray, np.ndarray], mu: float, context: Any = None,
@@ -230,20 +231,29 @@ class BPMF:
             return f, b, float(sse), 0.0
         from factorflow.models._bpmf import sample_block
 
-        _, m, lam, key = context
-        f, b, sse = sample_block(indptr, indices, data, other[0], other[1], mu, c.alpha,
-                                 np.ascontiguousarray(m, dtype=np.float64), np.ascontiguousarray(lam, dtype=np.float64),
-                                 key, np.int64(start))
+        _, m, lam, key, want_mean = context
+        f, b, sse, mean_f, mean_b = sample_block(
+            indptr, indices, data, other[0], other[1], mu, c.alpha, np.ascontiguousarray(m, dtype=np.float64),
+            np.ascontiguousarray(lam, dtype=np.float64), key, np.int64(start), bool(want_mean))
+        if want_mean:
+            return f, b, float(sse), 0.0, (mean_f, mean_b)
         return f, b, float(sse), 0.0
 
-    def end_step(self, step: int, factors: FactorArrays) -> tuple[FactorArrays, dict[str, Any]]:
+    def end_step(self, step: int, factors: FactorArrays,
+                 item_means: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[FactorArrays, dict[str, Any]]:
         """Keep the sample when ``step`` is a kept sweep; report the running posterior mean once
-        samples are kept (the learning curve's test RMSE is then the published model's)."""
+        samples are kept (the learning curve's test RMSE is then the published model's).
+
+        A kept sample is Rao–Blackwellized: its item side is the conditional mean E[y_j | W⁽ᵗ⁾, m_V, Λ_V]
+        of the draw (``item_means``, from the item half-step), so w_i⁽ᵗ⁾ᵀE[u_j | ·] = E[w_i⁽ᵗ⁾ᵀu_j | ·]:
+        the average over kept sweeps is still an unbiased estimate of the posterior mean, with the
+        item draws' noise integrated out."""
         c = self.config
         phase = "als" if step <= c.init_sweeps else "burn-in" if step <= c.init_sweeps + c.burn_in else "sample"
         if step in self._keep:
             f = factors
-            self._kept.append((f.user_factors.copy(), f.user_bias.copy(), f.item_factors.copy(), f.item_bias.copy()))
+            u, cb = item_means if item_means is not None else (f.item_factors, f.item_bias)
+            self._kept.append((f.user_factors.copy(), f.user_bias.copy(), np.array(u), np.array(cb)))
             self._running = tables_from_samples(self._kept, f.global_mean)
         out = self._running if self._running is not None else factors
         return out, {"phase": phase, "kept": len(self._kept)}

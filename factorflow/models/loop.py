@@ -20,8 +20,9 @@ from factorflow.factors import FactorArrays
 from factorflow.models.base import BlockAlternating, StepCallback
 from factorflow.progress import Progress, report
 
-#: ``solve_side(side, other, context) -> (factors, biases, sse, penalty)`` for ``side`` in {"user", "item"}.
-SolveSide = Callable[[str, tuple[np.ndarray, np.ndarray], Any], tuple[np.ndarray, np.ndarray, float, float]]
+#: ``solve_side(side, other, context) -> (factors, biases, sse, penalty[, extra])`` for ``side`` in
+#: {"user", "item"}; ``extra`` (optional) is a tuple of per-row arrays of that side.
+SolveSide = Callable[[str, tuple[np.ndarray, np.ndarray], Any], tuple[Any, ...]]
 
 
 def step_message(row: dict[str, Any]) -> str:
@@ -57,7 +58,9 @@ def fit_alternating(model: BlockAlternating, solve_side: SolveSide, n_users: int
     Optional hooks of the model: ``half_step_context(step, side, own, other)`` runs on the driver
     before each half-step and its (small) result is handed to every block's ``solve_rows`` (e.g.
     BPMF's hyper-parameter draw); ``end_step(step, factors) -> (factors, measurements)`` runs
-    after each step (e.g. BPMF keeps a sample and reports the running posterior mean).
+    after each step (e.g. BPMF keeps a sample and reports the running posterior mean). A kernel
+    may return a fifth element, per-row arrays beside the new side (e.g. BPMF's conditional
+    means); the item side's is passed on as ``end_step(step, factors, extra)``.
     Row measurements: ``train_rmse`` (after the item half-step) and ``objective`` (its sse plus
     both sides' penalties), plus the hook's. Returns the final factors and the history.
     """
@@ -68,13 +71,14 @@ def fit_alternating(model: BlockAlternating, solve_side: SolveSide, n_users: int
 
     def step(s: int) -> tuple[FactorArrays, dict[str, Any]]:
         nonlocal w, b, u, c
-        w, b, _, user_penalty = solve_side("user", (u, c), context(s, "user", (w, b), (u, c)))
-        u, c, sse, item_penalty = solve_side("item", (w, b), context(s, "item", (u, c), (w, b)))
+        w, b, _, user_penalty, *_ = solve_side("user", (u, c), context(s, "user", (w, b), (u, c)))
+        u, c, sse, item_penalty, *item_extra = solve_side("item", (w, b), context(s, "item", (u, c), (w, b)))
         measured = {"train_rmse": float(np.sqrt(sse / nnz)) if nnz else 0.0,
                     "objective": float(sse + user_penalty + item_penalty)}
         state["f"] = FactorArrays(w, u, b, c, mu)
         if end_step is not None:
-            state["f"], extra = end_step(s, state["f"])
+            extra_rows = item_extra[0] if item_extra and item_extra[0] is not None else None
+            state["f"], extra = end_step(s, state["f"]) if extra_rows is None else end_step(s, state["f"], extra_rows)
             measured.update(extra)
         return state["f"], measured
 

@@ -53,7 +53,7 @@ HALF_SWEEP_ATTEMPTS = 4
 #: Seconds to wait for at least one worker before re-running a half-step.
 WORKER_WAIT_S = 120.0
 
-Solved = tuple[np.ndarray, np.ndarray, float, float]
+Solved = tuple[np.ndarray, np.ndarray, float, float, tuple[np.ndarray, ...] | None]
 
 
 class _WorkerLost(Exception):
@@ -61,12 +61,13 @@ class _WorkerLost(Exception):
 
 
 def _solve(block: RowBlock, shared: tuple[tuple[np.ndarray, np.ndarray], Any], mu: float,
-           model: BlockAlternating) -> tuple[int, int, np.ndarray, np.ndarray, float, float]:
-    """The model's kernel on one block, tagged with the block's row range."""
+           model: BlockAlternating) -> tuple[Any, ...]:
+    """The model's kernel on one block, tagged with the block's row range (and its optional
+    per-row extra arrays)."""
     other, context = shared
-    factors, bias, sse, penalty = model.solve_rows(block.indptr, block.indices, block.data, other, mu, context,
-                                                   block.start)
-    return block.start, block.stop, factors, bias, float(sse), float(penalty)
+    factors, bias, sse, penalty, *extra = model.solve_rows(block.indptr, block.indices, block.data, other, mu,
+                                                           context, block.start)
+    return block.start, block.stop, factors, bias, float(sse), float(penalty), (extra[0] if extra else None)
 
 
 def _load_blocks(client: Client, parts: PartitionsRef, side: str) -> list[Future]:
@@ -106,12 +107,18 @@ def _half_step_once(client: Client, blocks: list[Future], other: tuple[np.ndarra
     k, dtype = other[0].shape[1], results[0][2].dtype if results else other[0].dtype
     factors, bias = np.empty((n_rows, k), dtype=dtype), np.empty(n_rows, dtype=dtype)
     sse = penalty = 0.0
-    for start, stop, block_f, block_b, block_sse, block_penalty in results:
+    first_extra = results[0][6] if results else None
+    extra = None if first_extra is None else tuple(
+        np.empty((n_rows, *a.shape[1:]), dtype=a.dtype) for a in first_extra)
+    for start, stop, block_f, block_b, block_sse, block_penalty, block_extra in results:
         factors[start:stop] = block_f
         bias[start:stop] = block_b
         sse += block_sse
         penalty += block_penalty
-    return factors, bias, sse, penalty
+        if extra is not None:
+            for whole, part in zip(extra, block_extra, strict=True):
+                whole[start:stop] = part
+    return factors, bias, sse, penalty, extra
 
 
 def fit_blocks(client: Client, parts: PartitionsRef, model: BlockAlternating, *,
