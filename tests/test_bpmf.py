@@ -179,3 +179,20 @@ def test_recommend_uncertainty_is_the_spread_over_the_kept_samples(tmp_path, cap
                       **ids)
     assert main(["recommend", "--model", "a", "--user", "3", "--uncertainty", "--store", store]) == 2
     assert "--uncertainty: model a (version" in capsys.readouterr().err
+
+
+def test_the_fit_reports_its_kept_samples_for_model_json(split):
+    from factorflow.pipeline.publish import model_json
+    from factorflow.pipeline.train import train_model
+    from factorflow.storage.datasets import SnapshotRef
+    from factorflow.storage.runs import RunRef
+
+    result = train_model(QUICK, split)
+    assert result.fit["kept_samples"] == QUICK.samples and result.fit["thin"] == 1
+    assert result.factors.rank == result.fit["published_rank"] == QUICK.samples * QUICK.rank
+    run = RunRef("r", "r").trained(result.kind, result.params, 0, fit=result.fit)
+    snap = SnapshotRef("s", "ml", "x", "p", {})
+    body = model_json(run, result.factors, result.history, {"test": {}}, snap, split, None, (0.5, 5.0), [])
+    assert body["fit"]["kept_sweeps"] == kept_steps(QUICK) and body["params"]["samples"] == QUICK.samples
+    als = RunRef("r", "r").trained("als", {}, 0)
+    assert "fit" not in model_json(als, result.factors, [], {"test": {}}, snap, split, None, (0.5, 5.0), [])

@@ -281,6 +281,12 @@ class BPMF:
         self.set_fitted(factors, history)
         return self
 
+    def fit_info(self) -> dict[str, Any]:
+        """What model.json records about the fit: T kept samples, the thinning, the kept sweeps."""
+        steps = kept_steps(self.config)
+        return {"kept_samples": len(self._kept), "thin": self.config.effective_thin(), "kept_sweeps": steps,
+                "published_rank": len(self._kept) * self.config.rank, "rao_blackwellized": True}
+
     def factors(self) -> FactorArrays:
         if self._factors is None:
             raise RuntimeError("BPMF.factors() called before fit()")

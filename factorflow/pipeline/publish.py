@@ -59,6 +59,8 @@ def model_json(run: RunRef, factors: FactorArrays, history: list[dict[str, Any]]
         "code_version": code_version(),
         "status": "rejected" if blockers else "published",
     }
+    if run.fit:  # only kinds that report something (BPMF: kept samples, thinning); ALS's keys are unchanged
+        body["fit"] = run.fit
     if blockers:
         body["rejected_because"] = blockers
     return body

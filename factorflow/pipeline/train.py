@@ -29,6 +29,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     kind: str = ""
+    fit: dict[str, Any] = field(default_factory=dict)  # the model's optional fit_info() (e.g. BPMF's T)
 
 
 def test_arrays(split: SplitRef) -> dict[str, np.ndarray]:
@@ -110,4 +111,6 @@ def train_model(
         fit_blocks(client, partitions, model, callback=callback, progress=progress)
     else:
         model.fit(train_csr(split), progress=progress, callback=callback)
-    return TrainResult(model.factors(), list(model.history), model.params(), model.kind)
+    fit_info = getattr(model, "fit_info", None)
+    return TrainResult(model.factors(), list(model.history), model.params(), model.kind,
+                       fit_info() if fit_info else {})

@@ -50,14 +50,16 @@ class RunRef:
     params: dict[str, Any] = field(default_factory=dict)
     dask_workers: int | None = None
     seconds: float | None = None
+    fit: dict[str, Any] = field(default_factory=dict)  # what the fit reports about itself (model.json "fit")
 
     def file(self, name: str) -> str:
         """URL of one file of the run folder (names: the ``RUN_*`` constants of storage.layout)."""
         return fsio.join(self.path, name)
 
     def trained(self, kind: str, params: dict[str, Any], dask_workers: int | None,
-                seconds: float | None = None) -> RunRef:
-        return replace(self, kind=kind, params=dict(params), dask_workers=dask_workers, seconds=seconds)
+                seconds: float | None = None, fit: dict[str, Any] | None = None) -> RunRef:
+        return replace(self, kind=kind, params=dict(params), dask_workers=dask_workers, seconds=seconds,
+                       fit=dict(fit or {}))
 
 
 def open_run(store: str, run_id: str) -> RunRef:

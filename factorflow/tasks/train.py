@@ -60,7 +60,7 @@ def train_task(config: Any, split: SplitRef, partitions: PartitionsRef | None, c
         started = time.perf_counter()
         result = train_model(config, split, rating_range=rating_range, progress=progress)
         seconds = time.perf_counter() - started
-    run = run.trained(result.kind, result.params, n_workers, seconds=seconds)
+    run = run.trained(result.kind, result.params, n_workers, seconds=seconds, fit=result.fit)
     save_trained(run, result.factors, result.history)
     return run
 
