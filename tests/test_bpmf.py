@@ -196,3 +196,11 @@ def test_the_fit_reports_its_kept_samples_for_model_json(split):
     assert body["fit"]["kept_sweeps"] == kept_steps(QUICK) and body["params"]["samples"] == QUICK.samples
     als = RunRef("r", "r").trained("als", {}, 0)
     assert "fit" not in model_json(als, result.factors, [], {"test": {}}, snap, split, None, (0.5, 5.0), [])
+
+
+def test_thin_beyond_the_samples_is_refused_and_one_sample_is_always_kept():
+    from factorflow.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"^thin=500: must be at most samples \(200\)"):
+        BPMFConfig(thin=500)
+    assert kept_steps(BPMFConfig(samples=5, thin=5, init_sweeps=1, burn_in=1)) == [7]

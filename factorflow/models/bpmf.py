@@ -86,6 +86,8 @@ class BPMFConfig:
             check_param(is_number(v) and v > 0 and np.isfinite(v), name, v, "a finite number > 0")
         check_param(is_number(self.init_reg) and self.init_reg > 0 and np.isfinite(self.init_reg), "init_reg",
                     self.init_reg, "a finite number > 0")
+        check_param(self.thin <= self.samples if is_int(self.thin) and is_int(self.samples) else True, "thin",
+                    self.thin, f"at most samples ({self.samples}), so at least one sample is kept")
         check_param(self.nu0 is None or (is_number(self.nu0) and self.nu0 > self.rank and np.isfinite(self.nu0)),
                     "nu0", self.nu0, f"None or a finite number > rank ({self.rank})")
         for name in ("rank", "samples", "burn_in", "thin", "max_kept", "init_sweeps", "seed"):
@@ -108,7 +110,7 @@ def kept_steps(config: BPMFConfig) -> list[int]:
     counted back from the last sweep, at most ``max_kept``."""
     last = config.init_sweeps + config.burn_in + config.samples
     thin = config.effective_thin()
-    n = min(config.max_kept, config.samples // thin)
+    n = max(1, min(config.max_kept, config.samples // thin))
     return [last - i * thin for i in range(n)][::-1]
 
 
