@@ -22,7 +22,8 @@ from factorflow.models.base import BlockAlternating, FactorModel, FoldsIn
 KINDS = registry.kinds()
 #: Small, quick hyper-parameters per kind (a kind not listed runs with its defaults).
 QUICK = {"als": {"rank": 4, "sweeps": 6, "reg": 2.0}, "pmf": {"rank": 5, "sweeps": 6, "reg": 2.0},
-         "bpmf": {"rank": 3, "init_sweeps": 3, "burn_in": 3, "samples": 8}}
+         "bpmf": {"rank": 3, "init_sweeps": 3, "burn_in": 3, "samples": 8},
+         "keras-mf": {"rank": 4, "epochs": 6, "lr": 0.01, "batch_size": 128, "reg": 0.02}}
 N_USERS, N_ITEMS, RANK = 240, 160, 3
 
 

@@ -36,6 +36,8 @@ MODELS: dict[str, ModelSpec] = {
                      "biased alternating least squares (spec §§3–5)"),
     "bpmf": ModelSpec("factorflow.models.bpmf:BPMF", "factorflow.models.bpmf:BPMFConfig",
                       "Bayesian PMF with biases by Gibbs sampling (spec §9)"),
+    "keras-mf": ModelSpec("factorflow.models.keras_mf:KerasMF", "factorflow.models.keras_mf:KerasMFConfig",
+                          "Keras 3 MF with biases, Adam and early stopping (spec §§10–11)"),
     "bias": ModelSpec("factorflow.models.baselines:BiasBaseline", "factorflow.models.baselines:BiasConfig",
                       "baseline: regularized user and item biases"),
     "global-mean": ModelSpec("factorflow.models.baselines:GlobalMean",
