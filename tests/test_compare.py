@@ -12,6 +12,7 @@ import pytest
 from cli_env import error_lines, run_cli
 
 from factorflow.errors import InputError, NotFoundError
+from factorflow.models import registry
 from factorflow.pipeline.leaderboard import COLUMNS, build_leaderboard, display_rows, exit_code, failures, sort_rows
 from factorflow.storage.leaderboards import (
     latest_leaderboard,
@@ -122,7 +123,7 @@ def test_store_round_trip(tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--models", "als,nope"], "--models='als,nope': 'nope' is not a model kind; must be comma-separated kinds of "
-                               "als, bias, bpmf, global-mean, pmf, svd"),
+                               + ", ".join(registry.kinds())),
     (["--models", "als,als"], "--models='als,als': als listed more than once"),
     (["--models", "als", "--set", "bpmf.samples=5"], "--set 'bpmf.samples=5': 'bpmf' is not one of --models (als)"),
     (["--models", "bpmf", "--set", "bpmf.samples=0"], "--set bpmf.samples=0: must be an integer >= 1"),

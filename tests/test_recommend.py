@@ -320,7 +320,7 @@ def test_cli_fold_in_uses_the_models_own_regularization(tmp_path, capsys):
     assert not np.allclose(w_old, w)
 
 
-@pytest.mark.parametrize("kind", ["keras-mf", None, "no-fold"])
+@pytest.mark.parametrize("kind", ["no-such-kind", None, "no-fold"])
 def test_cli_fold_in_refuses_a_kind_that_cannot(tmp_path, capsys, monkeypatch, kind):
     from factorflow.models import registry
 
