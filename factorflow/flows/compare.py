@@ -26,7 +26,7 @@ from factorflow.errors import FactorflowError, ModelRejectedError, ParameterErro
 from factorflow.models.base import config_params
 from factorflow.models.registry import as_config, config_type
 from factorflow.storage.fs import store_url
-from factorflow.tasks.data import ingest, partition, split
+from factorflow.tasks.data import ingest_and_split, partition
 from factorflow.tasks.evaluate import evaluate_task
 from factorflow.tasks.leaderboard import leaderboard_task
 from factorflow.tasks.publish import publish_task
@@ -88,7 +88,6 @@ def compare_flow(source: str, store: str = "ff-store", models: list[str | ModelC
     best first; a failed or rejected model's row says why) and the leaderboard's ``json`` and
     ``parquet`` URLs. Raises ParameterError for an unknown kind or a kind given twice.
     """
-    from factorflow.data.ingest import default_name
     from factorflow.pipeline.train import distributable
 
     logger = get_run_logger()
@@ -96,15 +95,8 @@ def compare_flow(source: str, store: str = "ff-store", models: list[str | ModelC
     kinds = [c.kind for c in configs]
     if not configs or len(set(kinds)) != len(kinds):
         raise ParameterError(f"models={kinds!r}: must name at least one kind, each once")
-    ingest_opts = params.ingest.model_copy(update={"dataset": params.ingest.dataset or default_name(source)})
-    split_opts = params.split
-    if ingest_opts.test_source and split_opts.kind != "given":
-        split_opts = split_opts.model_copy(update={"kind": "given"})
-        logger.info("a test source was given: using the 'given' split")
-
-    snapshot = ingest(source, store, ingest_opts)
+    snapshot, split_ref = ingest_and_split(source, store, params)
     rating_range = tuple(snapshot.manifest["rating_range"])
-    split_ref = split(snapshot, split_opts)
     on_dask = {c.kind: distributable(c) for c in configs}
     partitions = partition(split_ref, params.compute.n_blocks) if any(on_dask.values()) else None
     run_id = str(flow_run.get_id() or "local")

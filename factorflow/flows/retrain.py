@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 from factorflow.config import RetrainParams
 from factorflow.models.registry import as_config, config_type
 from factorflow.storage.fs import store_url
-from factorflow.tasks.data import ingest, partition, split
+from factorflow.tasks.data import ingest_and_split, partition
 from factorflow.tasks.evaluate import evaluate_task
 from factorflow.tasks.publish import publish_task
 from factorflow.tasks.recommend import batch_recommend_task
@@ -33,21 +33,13 @@ def retrain_flow(source: str, store: str = "ff-store", model: str | ModelConfig 
     in a deployment's parameters. Returns a small summary: model name, version, snapshot, split,
     metrics.
     """
-    from factorflow.data.ingest import default_name
     from factorflow.pipeline.train import distributable
 
     logger = get_run_logger()
     config = as_config(model)
     name = name or config.kind
-    ingest_opts = params.ingest.model_copy(update={"dataset": params.ingest.dataset or default_name(source)})
-    split_opts = params.split
-    if ingest_opts.test_source and split_opts.kind != "given":
-        split_opts = split_opts.model_copy(update={"kind": "given"})
-        logger.info("a test source was given: using the 'given' split")
-
-    snapshot = ingest(source, store, ingest_opts)
+    snapshot, split_ref = ingest_and_split(source, store, params)
     rating_range = tuple(snapshot.manifest["rating_range"])
-    split_ref = split(snapshot, split_opts)
     partitions = partition(split_ref, params.compute.n_blocks) if distributable(config) else None
 
     run = open_run_task(store, str(flow_run.get_id() or "local"))

@@ -25,7 +25,7 @@ import numpy as np
 from factorflow.errors import check_param
 from factorflow.factors import FactorArrays
 from factorflow.models.base import StepCallback, check_fold_in, config_params, is_int, is_number
-from factorflow.models.loop import fit_alternating, step_message
+from factorflow.models.loop import fit_serial, step_message, train_csr_parts
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -92,21 +92,6 @@ def init_factors(
     w = (rng.standard_normal((n_users, config.rank)) * config.init_scale).astype(dt)
     u = (rng.standard_normal((n_items, config.rank)) * config.init_scale).astype(dt)
     return w, np.zeros(n_users, dt), u, np.zeros(n_items, dt)
-
-
-def train_csr_parts(train: sp.spmatrix) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
-    """(users×items CSR, items×users CSR, μ) with canonical sorted indices and float32 data."""
-    import scipy.sparse as sp
-
-    if not sp.issparse(train):
-        raise TypeError("train must be a scipy.sparse users×items matrix")
-    by_user = sp.csr_matrix(train, dtype=np.float32)
-    by_user.sum_duplicates()
-    by_user.sort_indices()
-    by_item = by_user.T.tocsr()
-    by_item.sort_indices()
-    mu = float(by_user.data.astype(np.float64).mean()) if by_user.nnz else 0.0
-    return by_user, by_item, mu
 
 
 def half_sweep(csr: sp.csr_matrix, other_factors: np.ndarray, other_bias: np.ndarray,
@@ -185,18 +170,7 @@ class ALS:
     def fit(self, train: sp.spmatrix, *, progress: Progress | None = None,
             callback: StepCallback | None = None) -> ALS:
         """Run ``config.sweeps`` sweeps on a users×items CSR; fills ``history`` per sweep."""
-        by_user, by_item, mu = train_csr_parts(train)
-        sides = {"user": by_user, "item": by_item}
-
-        def solve_side(side: str, other: tuple[np.ndarray, np.ndarray], context: Any):
-            m = sides[side]
-            return self.solve_rows(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, other, mu,
-                                   context, 0)
-
-        factors, history = fit_alternating(self, solve_side, by_user.shape[0], by_user.shape[1], by_user.nnz, mu,
-                                           callback=callback, progress=progress)
-        self.set_fitted(factors, history)
-        return self
+        return fit_serial(self, train, progress=progress, callback=callback)
 
     def factors(self) -> FactorArrays:
         if self._factors is None:

@@ -40,7 +40,7 @@ import numpy as np
 from factorflow.errors import check_param
 from factorflow.factors import FactorArrays
 from factorflow.models.base import StepCallback, check_fold_in, config_params, is_int, is_number
-from factorflow.models.loop import fit_alternating
+from factorflow.models.loop import fit_serial
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -268,20 +268,7 @@ class BPMF:
     def fit(self, train: sp.spmatrix, *, progress: Progress | None = None,
             callback: StepCallback | None = None) -> BPMF:
         """Run the sweeps serially on a users×items CSR (the Dask driver runs the same kernel)."""
-        from factorflow.models.als import train_csr_parts
-
-        by_user, by_item, mu = train_csr_parts(train)
-        sides = {"user": by_user, "item": by_item}
-
-        def solve_side(side: str, other: tuple[np.ndarray, np.ndarray], context: Any):
-            m = sides[side]
-            return self.solve_rows(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, other, mu,
-                                   context, 0)
-
-        factors, history = fit_alternating(self, solve_side, by_user.shape[0], by_user.shape[1], by_user.nnz, mu,
-                                           callback=callback, progress=progress)
-        self.set_fitted(factors, history)
-        return self
+        return fit_serial(self, train, progress=progress, callback=callback)
 
     def fit_info(self) -> dict[str, Any]:
         """What model.json records about the fit: T kept samples, the thinning, the kept sweeps."""

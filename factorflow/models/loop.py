@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from factorflow.factors import FactorArrays
 from factorflow.models.base import BlockAlternating, StepCallback
 from factorflow.progress import Progress, report
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 #: ``solve_side(side, other, context) -> (factors, biases, sse, penalty[, extra])`` for ``side`` in
 #: {"user", "item"}; ``extra`` (optional) is a tuple of per-row arrays of that side.
@@ -84,3 +87,40 @@ def fit_alternating(model: BlockAlternating, solve_side: SolveSide, n_users: int
 
     history = run_steps(model.n_steps(), step, unit=model.step_unit, callback=callback, progress=progress)
     return state.get("f", FactorArrays(w, u, b, c, mu)), history
+
+
+def train_csr_parts(train: sp.spmatrix) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
+    """(users×items CSR, items×users CSR, μ) with canonical sorted indices and float32 data."""
+    import scipy.sparse as sp
+
+    if not sp.issparse(train):
+        raise TypeError("train must be a scipy.sparse users×items matrix")
+    by_user = sp.csr_matrix(train, dtype=np.float32)
+    by_user.sum_duplicates()
+    by_user.sort_indices()
+    by_item = by_user.T.tocsr()
+    by_item.sort_indices()
+    mu = float(by_user.data.astype(np.float64).mean()) if by_user.nnz else 0.0
+    return by_user, by_item, mu
+
+
+def fit_serial(model: Any, train: sp.spmatrix, *, progress: Progress | None = None,
+               callback: StepCallback | None = None,
+               reported_mean: Callable[[float], float] | None = None) -> Any:
+    """The serial fit of a :class:`~factorflow.models.base.BlockAlternating` model: its kernel over
+    the whole user and item CSRs, through :func:`fit_alternating`; returns the fitted model.
+
+    The kernel gets the train mean μ; ``reported_mean(μ)`` is the μ of the reported factors when it
+    differs (e.g. uncentred PMF reports 0)."""
+    by_user, by_item, mu = train_csr_parts(train)
+    sides = {"user": by_user, "item": by_item}
+
+    def solve_side(side: str, other: tuple[np.ndarray, np.ndarray], context: Any) -> tuple[Any, ...]:
+        m = sides[side]
+        return model.solve_rows(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, other, mu, context, 0)
+
+    shown = mu if reported_mean is None else reported_mean(mu)
+    factors, history = fit_alternating(model, solve_side, by_user.shape[0], by_user.shape[1], by_user.nnz, shown,
+                                       callback=callback, progress=progress)
+    model.set_fitted(factors, history)
+    return model

@@ -31,7 +31,7 @@ import numpy as np
 from factorflow.errors import check_param
 from factorflow.factors import FactorArrays
 from factorflow.models.base import StepCallback, check_fold_in, config_params, is_int, is_number
-from factorflow.models.loop import fit_alternating
+from factorflow.models.loop import fit_serial
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -152,20 +152,7 @@ class PMF:
     def fit(self, train: sp.spmatrix, *, progress: Progress | None = None,
             callback: StepCallback | None = None) -> PMF:
         """Run ``config.sweeps`` sweeps on a users×items CSR; fills ``history`` per sweep."""
-        from factorflow.models.als import train_csr_parts
-
-        by_user, by_item, train_mean = train_csr_parts(train)
-        mu = self.model_mean(train_mean)
-        sides = {"user": by_user, "item": by_item}
-
-        def solve_side(side: str, other: tuple[np.ndarray, np.ndarray], context: Any = None):
-            m = sides[side]
-            return self.solve_rows(m.indptr.astype(np.int64), m.indices.astype(np.int32), m.data, other, train_mean)
-
-        factors, history = fit_alternating(self, solve_side, by_user.shape[0], by_user.shape[1], by_user.nnz, mu,
-                                           callback=callback, progress=progress)
-        self.set_fitted(factors, history)
-        return self
+        return fit_serial(self, train, progress=progress, callback=callback, reported_mean=self.model_mean)
 
     def factors(self) -> FactorArrays:
         if self._factors is None:

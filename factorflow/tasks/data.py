@@ -13,7 +13,7 @@ from typing import Any
 
 from prefect import task
 
-from factorflow.config import IngestOptions, SplitOptions
+from factorflow.config import IngestOptions, RetrainParams, SplitOptions
 from factorflow.storage.datasets import SnapshotRef
 from factorflow.storage.partitions import PartitionsRef
 from factorflow.storage.splits import SplitRef
@@ -117,3 +117,19 @@ def partition_task(split: SplitRef, n_blocks: int | None = None) -> PartitionsRe
     from factorflow.data.partitions import build_partitions
 
     return build_partitions(split, n_blocks, progress=task_progress("partition", "blocks"))
+
+
+def ingest_and_split(source: str, store: str, params: RetrainParams) -> tuple[SnapshotRef, SplitRef]:
+    """The data steps every training flow starts with: ingest ``source`` (dataset name defaulting to
+    its stem), then split it — the ``given`` split whenever a test source was ingested with it."""
+    from prefect import get_run_logger
+
+    from factorflow.data.ingest import default_name
+
+    ingest_opts = params.ingest.model_copy(update={"dataset": params.ingest.dataset or default_name(source)})
+    split_opts = params.split
+    if ingest_opts.test_source and split_opts.kind != "given":
+        split_opts = split_opts.model_copy(update={"kind": "given"})
+        get_run_logger().info("a test source was given: using the 'given' split")
+    snapshot = ingest(source, store, ingest_opts)
+    return snapshot, split(snapshot, split_opts)
