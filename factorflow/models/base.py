@@ -17,6 +17,9 @@ What else a model can do is declared by capability, never decided by its name:
   the model's own regularization (``recommend --ratings``).
 - :class:`Uncertain` — the predictive std of a user's scores (``recommend --uncertainty``).
 - :class:`MemoryBounded` — a lower bound on a fit's memory, checked before fitting.
+- :class:`NetworkScored` — r̂ is the model's Keras network, not the tables' dot product
+  (keras-deep, keras-residual): its ``.keras`` file is published beside the tables and
+  evaluation, top-N and ``recommend`` score with it (:mod:`factorflow.serving.network`).
 """
 
 from __future__ import annotations
@@ -123,6 +126,18 @@ class MemoryBounded(Protocol):
 
     @staticmethod
     def min_fit_bytes(config: Any, n_users: int = 0, n_items: int = 0) -> int:
+        ...
+
+
+@runtime_checkable
+class NetworkScored(Protocol):
+    """Capability: predictions come from a Keras network, so the factor tables (its embeddings)
+    are not a dot-product model. ``network()`` is the fitted prediction model: inputs ``user``
+    and ``item`` (int32 dense indices, shape (batch,)) → r̂ − μ (shape (batch,)), μ being
+    ``factors().global_mean``; it must be saveable as a ``.keras`` file without custom objects
+    (keras layers and ``keras.ops`` only), which is what is published and served."""
+
+    def network(self) -> Any:
         ...
 
 

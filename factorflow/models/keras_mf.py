@@ -32,8 +32,8 @@ import numpy as np
 
 from factorflow.errors import check_param
 from factorflow.factors import FactorArrays
+from factorflow.models._keras_fit import KerasTraining, fit_epochs, holdout, make_optimizer
 from factorflow.models.base import StepCallback, check_fold_in, config_params, is_int, is_number
-from factorflow.models.loop import run_steps
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -42,12 +42,9 @@ if TYPE_CHECKING:
 
 __all__ = ["KerasMF", "KerasMFConfig"]
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-
-
 @dataclass
-class KerasMFConfig:
-    """Keras MF hyper-parameters.
+class KerasMFConfig(KerasTraining):
+    """Keras MF hyper-parameters (the training options are :class:`KerasTraining`'s).
 
     Defaults (K=64, λ=0.12, Adam lr 1e-3, batch 512, ≤60 epochs, patience 3, init std 0.01, 10% of
     train held out) give held-out RMSE 0.8504 / 0.8527 / 0.8406 on ml-latest-small, random 80/20
@@ -61,16 +58,6 @@ class KerasMFConfig:
     kind: Literal["keras-mf"] = "keras-mf"
     rank: int = field(default=64, metadata={"help": "latent dimensionality K (default 64)"})
     reg: float = field(default=0.12, metadata={"help": "L2 regularization λ per rating (default 0.12)"})
-    epochs: int = field(default=60, metadata={"help": "maximum training epochs (default 60)"})
-    batch_size: int = field(default=512, metadata={"help": "minibatch size in ratings (default 512)"})
-    lr: float = field(default=1e-3, metadata={"help": "optimizer learning rate (default 0.001)"})
-    patience: int = field(default=3, metadata={
-        "help": "early stopping: epochs without a better validation RMSE before stopping (default 3)"})
-    validation_fraction: float = field(default=0.1, metadata={
-        "help": "fraction of the train ratings held out for early stopping (default 0.1; 0: none)"})
-    seed: int = field(default=42, metadata={"help": "seed of the model's initial factors (default 42)",
-                                            "option": "--model-seed"})
-    optimizer: str = field(default="adam", metadata={"help": "adam, adamw, sgd or rmsprop (default adam)"})
     init_scale: float = field(default=0.01, metadata={"help": "std of the random initial factors (default 0.01)"})
 
     def __post_init__(self) -> None:
@@ -78,22 +65,10 @@ class KerasMFConfig:
         check_param(is_int(self.rank) and self.rank >= 1, "rank", self.rank, "an integer >= 1")
         check_param(is_number(self.reg) and self.reg >= 0 and np.isfinite(self.reg), "reg", self.reg,
                     "a finite number >= 0")
-        check_param(is_int(self.epochs) and self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
-        check_param(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", self.batch_size,
-                    "an integer >= 1")
-        check_param(is_number(self.lr) and self.lr > 0 and np.isfinite(self.lr), "lr", self.lr,
-                    "a finite number > 0")
-        check_param(is_int(self.patience) and self.patience >= 1, "patience", self.patience, "an integer >= 1")
-        check_param(is_number(self.validation_fraction) and 0 <= self.validation_fraction < 1,
-                    "validation_fraction", self.validation_fraction, "a number in [0, 1)")
-        check_param(is_int(self.seed) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        check_param(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, " or ".join(OPTIMIZERS))
         check_param(is_number(self.init_scale) and self.init_scale > 0 and np.isfinite(self.init_scale),
                     "init_scale", self.init_scale, "a finite number > 0")
-        self.rank, self.epochs, self.batch_size = int(self.rank), int(self.epochs), int(self.batch_size)
-        self.patience, self.seed = int(self.patience), int(self.seed)
-        self.reg, self.lr = float(self.reg), float(self.lr)
-        self.validation_fraction, self.init_scale = float(self.validation_fraction), float(self.init_scale)
+        self.check_training()
+        self.rank, self.reg, self.init_scale = int(self.rank), float(self.reg), float(self.init_scale)
 
 
 def _triples(train: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
@@ -159,9 +134,7 @@ class KerasMF:
             y = ops.reshape(ops.cast(y_true, "float32"), (-1,))
             return ops.square(y - y_pred[:, 0]) + y_pred[:, 1]
 
-        optimizer = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "sgd": keras.optimizers.SGD,
-                     "rmsprop": keras.optimizers.RMSprop}[cfg.optimizer](learning_rate=cfg.lr)
-        train_model.compile(optimizer=optimizer, loss=loss)
+        train_model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.lr), loss=loss)
         return train_model, predict_model
 
     def _arrays(self, weights: dict[str, np.ndarray], mu: float) -> FactorArrays:
@@ -196,9 +169,7 @@ class KerasMF:
         users, items, r, (n_users, n_items) = _triples(train)
         mu = float(r.astype(np.float64).mean()) if len(r) else 0.0
         rng = np.random.default_rng(cfg.seed)
-        order = rng.permutation(len(r))
-        n_val = int(round(cfg.validation_fraction * len(r))) if len(r) > 1 else 0
-        val, fit_part = order[:n_val], order[n_val:]
+        val, fit_part = holdout(len(r), cfg.validation_fraction, rng)
         fu, fi, fr = users[fit_part], items[fit_part], r[fit_part]
         vu, vi, vr = users[val], items[val], r[val]
         seen_users = np.bincount(fu, minlength=n_users) > 0
@@ -207,43 +178,24 @@ class KerasMF:
         keras.utils.set_random_seed(cfg.seed)
         train_model, predict_model = self._build(n_users, n_items)
         target = (fr - np.float32(mu)).astype(np.float32)
-        best: dict[str, Any] = {"val": np.inf, "epoch": None, "weights": None}
-        rows: list[dict[str, Any]] = []
-        state: dict[str, Any] = {}
+        current: dict[str, Any] = {}
 
-        def step(epoch: int) -> tuple[FactorArrays, dict[str, Any]]:
-            if best["epoch"] is not None and epoch - best["epoch"] > cfg.patience:
-                raise _EarlyStop
-            state["t0"] = _now()
+        def train_epoch(epoch: int) -> tuple[FactorArrays, dict[str, Any]]:
             perm = rng.permutation(len(fr))
             train_model.fit([fu[perm], fi[perm]], target[perm], batch_size=cfg.batch_size, epochs=1,
                             shuffle=False, verbose=0)
-            weights = self._weights(predict_model, seen_users, seen_items)
-            f = self._arrays(weights, mu)
+            current["weights"] = self._weights(predict_model, seen_users, seen_items)
+            f = self._arrays(current["weights"], mu)
             measured = {"train_rmse": _rmse(f, fu, fi, fr)}
-            if n_val:
+            if len(val):
                 measured["val_rmse"] = _rmse(f, vu, vi, vr)
-                if measured["val_rmse"] < best["val"]:
-                    best.update(val=measured["val_rmse"], epoch=epoch, weights=weights)
-            else:
-                best.update(epoch=epoch, weights=weights)
-            state["measured"] = measured
             return f, measured
 
-        def recorded(epoch: int, f: FactorArrays) -> dict[str, Any]:
-            """The row ``run_steps`` appends, kept here too so an early stop keeps the history."""
-            extra = (callback(epoch, f) if callback is not None else None) or {}
-            rows.append({self.step_unit: epoch, **state["measured"], "seconds": _now() - state["t0"], **extra})
-            return extra
-
-        try:
-            self.history = run_steps(cfg.epochs, step, unit=self.step_unit, callback=recorded, progress=progress)
-        except _EarlyStop:
-            self.history = rows
-        weights = best["weights"]
+        self.history, self.best_epoch, weights = fit_epochs(
+            cfg.epochs, cfg.patience, train_epoch, lambda: current["weights"], unit=self.step_unit,
+            callback=callback, progress=progress)
         for name, table in weights.items():
             predict_model.get_layer(name).set_weights([table])
-        self.best_epoch = best["epoch"]
         self.keras_model = predict_model
         self._factors = self._arrays(weights, mu)
         return self
@@ -292,13 +244,3 @@ class KerasMF:
         """A lower bound on one fitting process's memory: the (K+1)-wide float32 embedding tables
         times four (the weights, Adam's two moments, the kept best copy)."""
         return 4 * (n_users + n_items) * (config.rank + 1) * 4
-
-
-class _EarlyStop(Exception):
-    """Raised by an epoch that early stopping skips (caught by :meth:`KerasMF.fit`)."""
-
-
-def _now() -> float:
-    import time
-
-    return time.perf_counter()

@@ -29,9 +29,11 @@ SolveSide = Callable[[str, tuple[np.ndarray, np.ndarray], Any], tuple[Any, ...]]
 
 
 def step_message(row: dict[str, Any]) -> str:
-    """One progress line for a history row: train RMSE, and held-out RMSE when the callback gave it."""
-    msg = f"train RMSE {row['train_rmse']:.4f}" if "train_rmse" in row else ""
-    return msg + (f", test RMSE {row['test_rmse']:.4f}" if "test_rmse" in row else "")
+    """One progress line for a history row: train RMSE, the validation RMSE of an early-stopping
+    fit, and the held-out (test) RMSE when the callback gave it."""
+    parts = [f"{label} RMSE {row[key]:.4f}" for key, label in (("train_rmse", "train"), ("val_rmse", "val"),
+                                                               ("test_rmse", "test")) if key in row]
+    return ", ".join(parts)
 
 
 def run_steps(n_steps: int, step: Callable[[int], tuple[FactorArrays, dict[str, Any]]], *, unit: str = "step",
