@@ -46,6 +46,8 @@ class ComputeOptions(BaseModel):
     dask_address: str | None = Field(None, description="tcp://HOST:PORT of a running scheduler")
     n_workers: int | None = Field(None, ge=1, description="LocalCluster worker processes")
     n_blocks: int | None = Field(None, ge=1, description="partition blocks P (default: from nnz)")
+    device: Literal["cpu", "gpu"] = Field(
+        "cpu", description="gpu: train a Keras model on a Dask worker started with --resources GPU=1")
 
 
 class RetrainParams(BaseModel):

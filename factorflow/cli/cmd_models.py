@@ -63,12 +63,13 @@ def run(args: argparse.Namespace) -> int:
         rmse = ((meta.get("metrics") or {}).get("test") or {}).get("rmse")
         rows.append({"version": v, "current": v == cur, "created_at": meta.get("created_at"),
                      "kind": meta.get("kind"), "rank": meta.get("rank"), "test_rmse": rmse,
-                     "status": meta.get("status", "published")})
+                     "status": meta.get("status", "published"),
+                     "serving": meta.get("serving", "dot-product")})
     if args.json:
         print(json.dumps(rows))
         return 0
     for r in rows:
         rmse = "-" if r["test_rmse"] is None else f"{r['test_rmse']:.4f}"
         print(f"{'*' if r['current'] else ' '} {r['version']}  kind={r['kind']}  rank={r['rank']}  "
-              f"test_rmse={rmse}" + ("  REJECTED" if r["status"] == "rejected" else ""))
+              f"test_rmse={rmse}  serving={r['serving']}" + ("  REJECTED" if r["status"] == "rejected" else ""))
     return 0

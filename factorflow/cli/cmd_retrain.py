@@ -48,6 +48,9 @@ def add_compute_args(p: argparse.ArgumentParser) -> None:
                                           "(default: $FACTORFLOW_DASK_ADDRESS, else a LocalCluster)")
     c.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
     c.add_argument("--blocks", type=int, help="partition blocks P per side (default: from the rating count)")
+    c.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="gpu: train a Keras model on a worker of the Dask cluster (--dask-address) started with "
+                        "'dask worker --resources GPU=1'; without one it trains on this process (default cpu)")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -144,7 +147,8 @@ def params_from_args(args: argparse.Namespace, dataset: str | None) -> Any:
     split = build(SplitOptions, {"kind": "--split", "k": "-k"}, kind=args.split, test_fraction=args.test_fraction,
                   seed=args.seed, cutoff=args.cutoff, per_user=args.per_user, k=args.k, by=args.by)
     compute = build(ComputeOptions, {"n_workers": "--workers", "n_blocks": "--blocks"},
-                    dask_address=args.dask_address, n_workers=args.workers, n_blocks=args.blocks)
+                    dask_address=args.dask_address, n_workers=args.workers, n_blocks=args.blocks,
+                    device=getattr(args, "device", "cpu"))
     return build(RetrainParams, {"item_titles": "--titles"}, ingest=ingest_options(args, dataset), split=split,
                  compute=compute, top_n=args.top_n, item_titles=args.titles)
 

@@ -123,3 +123,28 @@ def fit_epochs(epochs: int, patience: int, train_epoch: Callable[[int], tuple[An
     except _EarlyStop:
         history = rows
     return history, best["epoch"], best["state"]
+
+
+def accelerator() -> str:
+    """Where Keras trains in this process, e.g. ``jax on gpu (NVIDIA H200)`` or ``tensorflow on CPU``."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            dev = jax.devices()[0]
+            return f"jax on {dev.platform} ({getattr(dev, 'device_kind', dev)})"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return f"tensorflow on {'GPU ' + gpus[0].name if gpus else 'CPU'}"
+        if backend == "torch":
+            import torch
+
+            return f"torch on {'cuda (' + torch.cuda.get_device_name(0) + ')' if torch.cuda.is_available() else 'CPU'}"
+    except Exception as exc:  # noqa: BLE001 - a description, never a failure
+        return f"{backend} (device unknown: {exc})"
+    return backend

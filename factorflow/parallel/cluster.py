@@ -92,3 +92,9 @@ def shared_cluster(address: str | None = None, n_workers: int | None = None) -> 
         yield cluster.scheduler_address
     finally:
         cluster.close()
+
+
+def gpu_workers(client: Client) -> list[str]:
+    """Addresses of the cluster's workers that declare a GPU resource (``dask worker --resources GPU=1``)."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    return sorted(addr for addr, w in workers.items() if float((w.get("resources") or {}).get("GPU", 0)) >= 1)

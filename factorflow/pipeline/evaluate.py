@@ -11,29 +11,30 @@ from __future__ import annotations
 from typing import Any
 
 from factorflow.evaluation.metrics import evaluate, rating_metrics, topn_metrics
-from factorflow.factors import FactorArrays
 from factorflow.models.registry import BASELINES, make_model
+from factorflow.serving.scoring import Scorer
 from factorflow.storage.splits import SplitRef, read_test, read_train, train_csr
 
 STABLE_N = 10  # model.json always carries precision@10, recall@10, ndcg@10
 
 
 def evaluate_on_split(
-    factors: FactorArrays,
+    factors: Scorer,
     split: SplitRef,
     *,
     rating_range: tuple[float, float],
     top_n: int = 10,
     baselines: tuple[str, ...] = BASELINES,
 ) -> dict[str, Any]:
-    """``{"split": ..., "test": {...}, "train": {...}, "baselines": {name: {...}}}``."""
+    """``{"split": ..., "test": {...}, "train": {...}, "baselines": {name: {...}}}`` of a scorer
+    (factor tables, or the network of a kind served by one)."""
     train = train_csr(split)
     test = read_test(split)
     test_cols = {name: test.column(name).to_numpy() for name in test.column_names}
     tr = read_train(split)
     tu, ti, trat = (tr.column(c).to_numpy() for c in ("user_idx", "item_idx", "rating"))
 
-    def held_out(f: FactorArrays) -> dict[str, Any]:
+    def held_out(f: Scorer) -> dict[str, Any]:
         m = evaluate(f, train, test_cols, rating_range, n=STABLE_N)  # the @10 keys are always there
         if top_n != STABLE_N:
             m.update(topn_metrics(f, train, test_cols["user_idx"], test_cols["item_idx"], test_cols["rating"],
@@ -54,10 +55,11 @@ def evaluate_run(run: Any, split: SplitRef, *, rating_range: tuple[float, float]
     """Evaluate a run's trained factors on ``split``; writes ``metrics.json`` and (for an iterative
     model) ``learning_curve.png`` into the run folder. Returns (metrics, history, PNG URL or None)."""
     from factorflow.evaluation.plots import learning_curve_png
+    from factorflow.pipeline.scoring import run_scorer
     from factorflow.storage import layout
-    from factorflow.storage.scratch import load_history, load_run_factors, write_run_bytes, write_run_json
+    from factorflow.storage.scratch import load_history, write_run_bytes, write_run_json
 
-    metrics = evaluate_on_split(load_run_factors(run), split, rating_range=rating_range, top_n=top_n)
+    metrics = evaluate_on_split(run_scorer(run), split, rating_range=rating_range, top_n=top_n)
     write_run_json(run, layout.RUN_METRICS, metrics)
     history = load_history(run)
     png = None

@@ -18,16 +18,18 @@ from factorflow import __version__
 from factorflow.errors import ModelRejectedError, NotFoundError
 from factorflow.evaluation.gate import publish_blockers
 from factorflow.factors import FactorArrays
+from factorflow.serving.network import SERVING_NETWORK, SERVING_TABLES
 from factorflow.storage.datasets import SnapshotRef, read_ids
+from factorflow.storage.layout import NETWORK_FILE
 from factorflow.storage.partitions import PartitionsRef
 from factorflow.storage.registry import current_version, publish
 from factorflow.storage.runs import RunRef
-from factorflow.storage.scratch import load_history, load_run_factors, read_run_table
+from factorflow.storage.scratch import load_history, load_run_factors, load_run_network, read_run_table
 from factorflow.storage.splits import SplitRef, train_csr
 
 #: ``model.json`` keys written here (the registry adds its own; see its module docstring).
 BODY_KEYS = ("kind", "params", "global_mean", "rating_range", "dataset", "split", "partitions", "dask_workers",
-             "metrics", "learning_curve", "code_version", "status")
+             "metrics", "learning_curve", "code_version", "status", "serving")
 
 
 def code_version() -> str:
@@ -42,8 +44,9 @@ def code_version() -> str:
 
 def model_json(run: RunRef, factors: FactorArrays, history: list[dict[str, Any]], metrics: dict[str, Any],
                snapshot: SnapshotRef, split: SplitRef, partitions: PartitionsRef | None,
-               rating_range: tuple[float, float], blockers: list[str]) -> dict[str, Any]:
-    """The body of ``model.json`` for a trained run (stable keys: see the registry's docstring)."""
+               rating_range: tuple[float, float], blockers: list[str], serving: str = SERVING_TABLES) -> dict[str, Any]:
+    """The body of ``model.json`` for a trained run (stable keys: see the registry's docstring);
+    ``serving`` says whether the tables' dot product or the published network scores it."""
     body: dict[str, Any] = {
         "kind": run.kind,
         "params": run.params,
@@ -58,6 +61,7 @@ def model_json(run: RunRef, factors: FactorArrays, history: list[dict[str, Any]]
         "learning_curve": history,
         "code_version": code_version(),
         "status": "rejected" if blockers else "published",
+        "serving": serving,
     }
     if run.fit:  # only kinds that report something (BPMF: kept samples, thinning); ALS's keys are unchanged
         body["fit"] = run.fit
@@ -85,9 +89,12 @@ def publish_run(store: str, name: str, run: RunRef, metrics: dict[str, Any], sna
     item_ids = read_ids(snapshot, "item").column("item_id")
     extra = {"recommendations": read_run_table(recommendations)} if recommendations else {}
     blockers = publish_blockers(metrics, factors, run.kind or "")
-    body = model_json(run, factors, load_history(run), metrics, snapshot, split, partitions, rating_range, blockers)
+    network = load_run_network(run)
+    body = model_json(run, factors, load_history(run), metrics, snapshot, split, partitions, rating_range, blockers,
+                      SERVING_TABLES if network is None else SERVING_NETWORK)
     version = publish(store, name, factors, user_ids, item_ids, body, seen=train_csr(split),
-                      item_titles=_titles(item_titles, item_ids), extra_tables=extra, set_current=not blockers)
+                      item_titles=_titles(item_titles, item_ids), extra_tables=extra,
+                      extra_files={} if network is None else {NETWORK_FILE: network}, set_current=not blockers)
     if blockers:
         try:
             current = f"CURRENT still names {current_version(store, name)}"

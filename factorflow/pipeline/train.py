@@ -17,7 +17,7 @@ import numpy as np
 
 from factorflow.evaluation.metrics import rating_metrics
 from factorflow.factors import FactorArrays
-from factorflow.models.base import BlockAlternating, MemoryBounded
+from factorflow.models.base import BlockAlternating, MemoryBounded, NetworkScored
 from factorflow.models.registry import as_config, make_model, model_class, supports
 from factorflow.progress import Progress
 from factorflow.storage.splits import SplitRef, read_test, train_csr
@@ -30,6 +30,7 @@ class TrainResult:
     params: dict[str, Any] = field(default_factory=dict)
     kind: str = ""
     fit: dict[str, Any] = field(default_factory=dict)  # the model's optional fit_info() (e.g. BPMF's T)
+    network: bytes | None = None  # the .keras file of a NetworkScored kind (its r̂ is not the tables' dot product)
 
 
 def test_arrays(split: SplitRef) -> dict[str, np.ndarray]:
@@ -112,5 +113,45 @@ def train_model(
     else:
         model.fit(train_csr(split), progress=progress, callback=callback)
     fit_info = getattr(model, "fit_info", None)
+    network = None
+    if isinstance(model, NetworkScored):
+        from factorflow.serving.network import network_to_bytes
+
+        network = network_to_bytes(model.network())
     return TrainResult(model.factors(), list(model.history), model.params(), model.kind,
-                       fit_info() if fit_info else {})
+                       fit_info() if fit_info else {}, network)
+
+
+def train_and_save(config: Any, split: SplitRef, run: Any, rating_range: tuple[float, float],
+                   progress: Progress | None = None) -> tuple[Any, float]:
+    """Fit serially (the flow's process, or a Dask worker) and write the result into the run
+    folder; returns (the run with what was trained, the fit's wall seconds)."""
+    import time
+
+    from factorflow.storage.scratch import save_trained
+
+    started = time.perf_counter()
+    result = train_model(config, split, rating_range=rating_range, progress=progress)
+    seconds = time.perf_counter() - started
+    run = run.trained(result.kind, result.params, 0, seconds=seconds, fit=result.fit)
+    save_trained(run, result.factors, result.history, result.network)
+    return run, seconds
+
+
+def train_on_worker(config: Any, split: SplitRef, run: Any, rating_range: tuple[float, float],
+                    topic: str) -> tuple[Any, float, str]:
+    """:func:`train_and_save` as a Dask task (submitted with ``resources={"GPU": 1}``): only paths
+    and small references travel; progress goes back as events on ``topic``
+    (``{"done", "total", "message"}``, for ``Client.subscribe_topic``). Returns (run, seconds,
+    where it ran: the worker's address and the accelerator Keras trains on)."""
+    from distributed import get_worker
+
+    from factorflow.models._keras_fit import accelerator
+
+    worker = get_worker()
+
+    def progress(done: float, total: float | None, message: str = "") -> None:
+        worker.log_event(topic, {"done": done, "total": total, "message": message})
+
+    run, seconds = train_and_save(config, split, run, rating_range, progress)
+    return run, seconds, f"Dask worker {worker.address} ({accelerator()})"

@@ -16,6 +16,10 @@ from typing import Any
 
 import numpy as np
 
+#: model.json ``serving``: how ``recommend`` scores a published version.
+SERVING_TABLES = "dot-product"  # r̂ = w·u + b + c + μ from the factor tables
+SERVING_NETWORK = "network"  # r̂ from the published network.keras (the tables hold its embeddings)
+
 #: How many (user, item) pairs one ``predict`` call scores (bounds memory of ``score_users``).
 PAIRS_PER_CALL = 1 << 18
 

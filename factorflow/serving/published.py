@@ -21,7 +21,9 @@ import pyarrow.compute as pc
 
 from factorflow.errors import NotFoundError, ParameterError
 from factorflow.serving.candidates import MIN_RATINGS, candidate_mask
+from factorflow.serving.scoring import Scorer
 from factorflow.serving.topn import Ranked, popular_fallback, top_n, top_n_for_vector
+from factorflow.storage.layout import NETWORK_FILE
 from factorflow.storage.registry import PublishedModel
 
 RawId = int | str
@@ -43,6 +45,21 @@ class Served:
 def describe(model: PublishedModel) -> str:
     """``model NAME (version V)``, as messages name a published model."""
     return f"model {model.name} (version {model.version})"
+
+
+def scorer(model: PublishedModel) -> Scorer:
+    """What scores the version: its factor tables, or (model.json ``serving`` = ``network``:
+    keras-deep, keras-residual) its published ``network.keras``, loaded once per model object."""
+    from factorflow.serving.network import SERVING_NETWORK, NetworkScorer, network_from_bytes
+
+    if model.model_json.get("serving") != SERVING_NETWORK:
+        return model.factors
+    if "scorer" not in model.cache:
+        f = model.factors
+        where = f"{model.path}/{NETWORK_FILE}"
+        model.cache["scorer"] = NetworkScorer(network_from_bytes(model.read_file(NETWORK_FILE), where),
+                                              f.n_users, f.n_items, f.global_mean)
+    return model.cache["scorer"]
 
 
 def candidate_items(model: PublishedModel, min_ratings: int = MIN_RATINGS) -> np.ndarray | None:
@@ -145,7 +162,7 @@ def recommend_for_user(model: PublishedModel, user: Any, n: int = 10, *, min_rat
         notes.append(f"user {user} has no training ratings in {who}: showing popular items instead (fallback)")
         ranked = popular_fallback(f, model.item_n_ratings, n, min_ratings=fallback_min, exclude=seen)
     else:
-        ranked = top_n(f, user_idx, n, seen, allowed=allowed)
+        ranked = top_n(scorer(model), user_idx, n, seen, allowed=allowed)
         return Served(ranked, notes, f.user_factors[user_idx])
     return Served(ranked, notes)
 
@@ -220,7 +237,10 @@ def _rating(r: Any, where: str, item: Any) -> float:
 
 def similar(model: PublishedModel, item: Any, n: int = 10, *, min_ratings: int = MIN_RATINGS,
             param: str = "--item") -> Ranked:
-    """The ``n`` items most similar to a raw item id by cosine of item factors (the item itself excluded)."""
+    """The ``n`` items most similar to a raw item id by cosine of item factors (the item itself excluded).
+
+    For a kind served by its network (keras-deep, keras-residual) the item factors are its item
+    embeddings: items the network treats alike, not a dot-product geometry."""
     from factorflow.serving.similar import similar_items
 
     check_n(n)
@@ -252,7 +272,7 @@ def predict(model: PublishedModel, users: Any, items: Any, *, strict: bool = Fal
     f = model.factors
     known = (u >= 0) & (i >= 0)
     out = np.full(len(u), float(f.global_mean), dtype=np.float64)
-    out[known] = f.score_pairs(u[known], i[known])
+    out[known] = scorer(model).score_pairs(u[known], i[known])
     only_u, only_i = (u >= 0) & ~known, (i >= 0) & ~known
     out[only_u] += f.user_bias[u[only_u]]
     out[only_i] += f.item_bias[i[only_i]]

@@ -12,10 +12,11 @@
                 partitions.json user_000.npz ... item_000.npz
     STORE/models/NAME/versions/VERSION/              one published model version
         user_factors.parquet item_factors.parquet seen.parquet recommendations.parquet model.json
+        [network.keras]                              the network of a kind served by it (keras-deep, -residual)
     STORE/models/NAME/CURRENT                        text file naming the published VERSION
     STORE/runs/RUN/                                  one flow run's scratch: owner.json, factors.npz, history.json,
                                                      trained.json, metrics.json, learning_curve.png,
-                                                     recommendations.parquet
+                                                     recommendations.parquet, [network.keras]
     STORE/leaderboards/SPLIT/STAMP.json              one ``compare`` run's leaderboard on split SPLIT (STAMP: UTC
     STORE/leaderboards/SPLIT/STAMP.parquet           time); the JSON, written last, lists the Parquet's checksum
 """
@@ -133,6 +134,8 @@ RUN_TRAINED = "trained.json"
 RUN_METRICS = "metrics.json"
 RUN_CURVE = "learning_curve.png"
 RUN_RECOMMENDATIONS = "recommendations.parquet"
+#: The Keras network of a kind whose r̂ is not a dot product (NetworkScored), in a run and in a version.
+NETWORK_FILE = "network.keras"
 
 
 def runs_dir(root: str) -> str:

@@ -65,6 +65,7 @@ REQUIRED = (USER_TABLE, ITEM_TABLE, MODEL_JSON)
 _VERSION_RE = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{6,}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _TABLE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -84,18 +85,21 @@ def publish(
     seen: sp.csr_matrix | None = None,
     item_titles: pa.Array | None = None,
     extra_tables: dict[str, pa.Table] | None = None,
+    extra_files: dict[str, bytes] | None = None,
     set_current: bool = True,
 ) -> str:
     """Write a complete model version, then (if ``set_current``) point CURRENT at it; return it.
 
     ``user_ids[i]`` / ``item_ids[j]`` are the raw ids of dense index i / j; ``seen`` is the
-    users×items train matrix (its pattern gives ``n_ratings`` and ``seen.parquet``).
+    users×items train matrix (its pattern gives ``n_ratings`` and ``seen.parquet``);
+    ``extra_files`` are written as they are (e.g. ``network.keras``), checksummed like the tables.
     """
     check_name(name)
     users = ft.normalize_ids(user_ids, "user_ids")
     items = ft.normalize_ids(item_ids, "item_ids")
     _check_shapes(factors, users, items, seen, item_titles)
     extra = _check_extra(extra_tables or {})
+    files = _check_files(extra_files or {}, extra)
     body = _check_json(model_json)
 
     fs, root = fsio.open_store(store)
@@ -123,6 +127,9 @@ def publish(
             ft.write_seen(fs, fsio.join(tmp, SEEN_TABLE), seen)
         for tname, table in extra.items():
             pqio.write_table(fs, fsio.join(tmp, f"{tname}.parquet"), table)
+        for fname, data in files.items():
+            with fs.open(fsio.join(tmp, fname), "wb") as f:
+                f.write(data)
         meta["files"] = checksums(fs, tmp)
         fsio.write_json(fs, fsio.join(tmp, MODEL_JSON), meta)  # last: marks the folder complete
     if set_current:
@@ -174,6 +181,18 @@ def _check_extra(extra: dict[str, pa.Table]) -> dict[str, pa.Table]:
             raise ParameterError(f"extra_tables[{key!r}]: must be a pyarrow.Table, got {type(table).__name__}")
         out[stem] = table
     return out
+
+
+def _check_files(files: dict[str, bytes], tables: dict[str, pa.Table]) -> dict[str, bytes]:
+    """Extra files of a version: plain names (``network.keras``) that no table or model.json uses."""
+    taken = {USER_TABLE, ITEM_TABLE, SEEN_TABLE, MODEL_JSON} | {f"{t}.parquet" for t in tables}
+    for fname, data in files.items():
+        if not (isinstance(fname, str) and _FILE_RE.match(fname)) or fname in taken:
+            raise ParameterError(f"extra_files: {fname!r} is not a usable file name (a plain name like "
+                                 "'network.keras', not a table's)")
+        if not isinstance(data, bytes | bytearray):
+            raise ParameterError(f"extra_files: {fname!r} must be bytes, not {type(data).__name__}")
+    return files
 
 
 def _check_json(model_json: dict[str, Any]) -> dict[str, Any]:
@@ -314,6 +333,7 @@ class PublishedModel:
     item_n_ratings: np.ndarray | None
     path: str
     fs: AbstractFileSystem = field(repr=False)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # e.g. serving's loaded network
 
     @property
     def user_id_is_int(self) -> bool:
@@ -359,6 +379,15 @@ class PublishedModel:
             return None
         verify(self.fs, path, self.model_json.get("files"))
         return ft.read_seen(self.fs, path, (self.factors.n_users, self.factors.n_items))
+
+    def read_file(self, file_name: str) -> bytes:
+        """The bytes of a file of this version (e.g. ``network.keras``), checked against model.json's checksums."""
+        path = fsio.join(self.path, file_name)
+        if not self.fs.exists(path):
+            raise NotFoundError(f"{path}: model {self.name} version {self.version} has no {file_name}")
+        verify(self.fs, path, self.model_json.get("files"))
+        with self.fs.open(path, "rb") as f:
+            return f.read()
 
     def title(self, item_idx: int) -> str | None:
         if self.item_titles is None:

@@ -51,9 +51,13 @@ def load_factors(path: str) -> FactorArrays:
 # --- a run's scratch folder, by RunRef ---------------------------------------------------------
 
 
-def save_trained(run: RunRef, factors: FactorArrays, history: list[dict[str, Any]]) -> None:
-    """The train step's output: ``factors.npz`` and ``history.json`` (the learning curve)."""
+def save_trained(run: RunRef, factors: FactorArrays, history: list[dict[str, Any]],
+                 network: bytes | None = None) -> None:
+    """The train step's output: ``factors.npz``, ``history.json`` (the learning curve) and, for a
+    kind served by its network, the ``.keras`` file's bytes as ``network.keras``."""
     save_factors(run.file(layout.RUN_FACTORS), factors)
+    if network is not None:
+        write_run_bytes(run, layout.NETWORK_FILE, network)
     write_run_json(run, layout.RUN_HISTORY, history)
     write_run_json(run, layout.RUN_TRAINED, {"kind": run.kind, "params": run.params,
                                              "dask_workers": run.dask_workers})
@@ -61,6 +65,15 @@ def save_trained(run: RunRef, factors: FactorArrays, history: list[dict[str, Any
 
 def load_run_factors(run: RunRef) -> FactorArrays:
     return load_factors(run.file(layout.RUN_FACTORS))
+
+
+def load_run_network(run: RunRef) -> bytes | None:
+    """The bytes of the run's ``network.keras`` (None for a kind served by its tables)."""
+    fs, p = open_path(run.file(layout.NETWORK_FILE))
+    if not fs.exists(p):
+        return None
+    with fs.open(p, "rb") as f:
+        return f.read()
 
 
 def load_history(run: RunRef) -> list[dict[str, Any]]:

@@ -39,29 +39,65 @@ def train_task(config: Any, split: SplitRef, partitions: PartitionsRef | None, c
     :func:`shared_compute`), else a LocalCluster started for this fit. The returned run's
     ``seconds`` is the wall time of the fit itself (not the cluster's start).
     """
-    from factorflow.pipeline.train import train_model
+    from factorflow.models.registry import model_class
+    from factorflow.parallel.cluster import dask_client
+    from factorflow.pipeline.train import train_and_save, train_model
     from factorflow.storage.scratch import save_trained
 
     logger = get_run_logger()
-    progress = task_progress(f"train {config.kind}", "sweep")
-    n_workers = 0
-    if partitions is not None:
-        from factorflow.parallel.cluster import dask_client
-
-        with dask_client(compute.dask_address, compute.n_workers) as client:
-            n_workers = len(client.scheduler_info()["workers"])
-            logger.info("Dask: %d workers at %s; %d blocks per side", n_workers, client.scheduler.address,
-                        len(partitions.manifest["user"]))
-            started = time.perf_counter()
-            result = train_model(config, split, partitions=partitions, client=client,
-                                 rating_range=rating_range, progress=progress)
-            seconds = time.perf_counter() - started
-    else:
+    progress = task_progress(f"train {config.kind}", getattr(model_class(config.kind), "step_unit", "step"))
+    if partitions is None:
+        if compute.device == "gpu":
+            return _train_gpu(config, split, compute, run, rating_range, progress)
+        return train_and_save(config, split, run, rating_range, progress)[0]
+    if compute.device == "gpu":
+        logger.info("--device gpu: %s runs on its block kernel on the Dask workers (CPU)", config.kind)
+    with dask_client(compute.dask_address, compute.n_workers) as client:
+        n_workers = len(client.scheduler_info()["workers"])
+        logger.info("Dask: %d workers at %s; %d blocks per side", n_workers, client.scheduler.address,
+                    len(partitions.manifest["user"]))
         started = time.perf_counter()
-        result = train_model(config, split, rating_range=rating_range, progress=progress)
+        result = train_model(config, split, partitions=partitions, client=client,
+                             rating_range=rating_range, progress=progress)
         seconds = time.perf_counter() - started
     run = run.trained(result.kind, result.params, n_workers, seconds=seconds, fit=result.fit)
-    save_trained(run, result.factors, result.history)
+    save_trained(run, result.factors, result.history, result.network)
+    return run
+
+
+def _train_gpu(config: Any, split: SplitRef, compute: ComputeOptions, run: RunRef,
+               rating_range: tuple[float, float], progress: Any) -> RunRef:
+    """``--device gpu``: the fit runs as a Dask task needing ``GPU=1`` on the cluster at
+    ``compute.dask_address`` when one of its workers declares that resource (progress comes back
+    as worker events); otherwise on the flow's process. The log says which, and on what device."""
+    import uuid
+
+    from factorflow.models._keras_fit import accelerator
+    from factorflow.parallel.cluster import dask_client, gpu_workers, resolve_address
+    from factorflow.pipeline.train import train_and_save, train_on_worker
+
+    logger = get_run_logger()
+    address = resolve_address(compute.dask_address)
+    if address is not None:
+        with dask_client(address) as client:
+            gpus = gpu_workers(client)
+            if gpus:
+                topic = f"factorflow-progress-{uuid.uuid4().hex}"
+                client.subscribe_topic(topic, lambda event: progress(**event[1]))
+                logger.info("--device gpu: training %s on a Dask worker with a GPU resource (%s)", config.kind,
+                            ", ".join(gpus))
+                future = client.submit(train_on_worker, config, split, run, rating_range, topic,
+                                       resources={"GPU": 1}, pure=False)
+                run, seconds, where = future.result()
+                client.unsubscribe_topic(topic)
+                logger.info("trained %s on %s in %.1f s", config.kind, where, seconds)
+                return run
+            logger.info("--device gpu: no worker of the Dask cluster at %s was started with --resources GPU=1",
+                        address)
+    else:
+        logger.info("--device gpu: no Dask scheduler given (--dask-address or $FACTORFLOW_DASK_ADDRESS)")
+    logger.info("training %s on the flow's process (%s)", config.kind, accelerator())
+    run, seconds = train_and_save(config, split, run, rating_range, progress)
     return run
 
 
