@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -66,18 +67,6 @@ def write_synthetic_csv(
     import pyarrow.csv as pacsv
 
     path = os.fspath(path)
-    rng = np.random.default_rng([seed, 0])
-    degrees = user_degrees(rng, n_users, n_items, n_ratings, min_user_ratings)
-    popularity = item_popularity(rng, n_items)
-    cdf = np.cumsum(popularity)
-    cdf /= cdf[-1]
-    top_mass = np.concatenate([[0.0], np.cumsum(np.sort(popularity)[::-1])])
-    factor_std = (SIGNAL_STD**2 / rank) ** 0.25
-    item_factors = rng.normal(0.0, factor_std, size=(n_items, rank))
-    item_bias = rng.normal(0.0, ITEM_BIAS_STD, size=n_items)
-    user_bias = rng.normal(0.0, USER_BIAS_STD, size=n_users)
-    starts = np.concatenate([[0], np.cumsum(degrees)])
-
     half_stars = pa.array(_HALF_STARS)
     schema = pa.schema(
         [
@@ -92,28 +81,17 @@ def write_synthetic_csv(
     written = 0
     ts_min, ts_max = np.iinfo(np.int64).max, np.iinfo(np.int64).min
     tmp = f"{path}.tmp-{os.getpid()}"
+    chunks = synthetic_chunks(n_users, n_items, n_ratings, seed, rank=rank, noise=noise,
+                              min_user_ratings=min_user_ratings)
+    degrees = next(chunks)
     try:
         with open(tmp, "wb") as f:
             f.write(b"userId,movieId,rating,timestamp\n")
             writer = pacsv.CSVWriter(f, schema, write_options=options)
-            for c, (lo, hi) in enumerate(_user_chunks(starts, CHUNK_RATINGS)):
-                crng = np.random.default_rng([seed, 1, c])
-                users = np.arange(lo, hi)
-                deg = degrees[lo:hi]
-                owner, items = sample_items(crng, users, deg, cdf, popularity, top_mass)
-                w = crng.normal(0.0, factor_std, size=(hi - lo, rank))
-                signal = (
-                    GLOBAL_MEAN
-                    + user_bias[owner]
-                    + item_bias[items]
-                    + np.einsum("ij,ij->i", w[owner - lo], item_factors[items])
-                )
-                raw = signal + crng.normal(0.0, noise, size=signal.size)
-                stars = np.clip(np.rint(raw * 2.0), 1, 10)  # half stars 1..10 = 0.5..5.0
+            for owner, items, stars, signal, ts in chunks:
                 published = stars / 2.0
                 sse += float(np.sum((published - signal) ** 2))
                 sse_clipped += float(np.sum((published - np.clip(signal, 0.5, 5.0)) ** 2))
-                ts = _timestamps(crng, deg)
                 ts_min, ts_max = min(ts_min, int(ts.min())), max(ts_max, int(ts.max()))
                 codes = pa.array((stars - 1).astype(np.int8))
                 table = pa.table(
@@ -163,6 +141,56 @@ def write_synthetic_csv(
         json.dump(sidecar, f, indent=2, sort_keys=True)
         f.write("\n")
     return sidecar
+
+
+def synthetic_chunks(n_users: int, n_items: int, n_ratings: int, seed: int = 0, *, rank: int = 10,
+                     noise: float = 0.5, min_user_ratings: int = 20) -> Iterator[Any]:
+    """The generator behind :func:`write_synthetic_csv` (module docstring), with no file.
+
+    Yields the users' degrees first, then per chunk of users (dense 0-based indices)
+    ``(owner, items, stars, signal, timestamps)``: ``stars`` in 1..10 (half stars ×2) and the
+    noiseless ``signal``. Same arguments → identical values, as the CSV.
+    """
+    _validate(n_users, n_items, n_ratings, seed, rank, noise, min_user_ratings)
+    rng = np.random.default_rng([seed, 0])
+    degrees = user_degrees(rng, n_users, n_items, n_ratings, min_user_ratings)
+    popularity = item_popularity(rng, n_items)
+    cdf = np.cumsum(popularity)
+    cdf /= cdf[-1]
+    top_mass = np.concatenate([[0.0], np.cumsum(np.sort(popularity)[::-1])])
+    factor_std = (SIGNAL_STD**2 / rank) ** 0.25
+    item_factors = rng.normal(0.0, factor_std, size=(n_items, rank))
+    item_bias = rng.normal(0.0, ITEM_BIAS_STD, size=n_items)
+    user_bias = rng.normal(0.0, USER_BIAS_STD, size=n_users)
+    starts = np.concatenate([[0], np.cumsum(degrees)])
+    yield degrees
+    for c, (lo, hi) in enumerate(_user_chunks(starts, CHUNK_RATINGS)):
+        crng = np.random.default_rng([seed, 1, c])
+        users = np.arange(lo, hi)
+        deg = degrees[lo:hi]
+        owner, items = sample_items(crng, users, deg, cdf, popularity, top_mass)
+        w = crng.normal(0.0, factor_std, size=(hi - lo, rank))
+        signal = (
+            GLOBAL_MEAN
+            + user_bias[owner]
+            + item_bias[items]
+            + np.einsum("ij,ij->i", w[owner - lo], item_factors[items])
+        )
+        raw = signal + crng.normal(0.0, noise, size=signal.size)
+        stars = np.clip(np.rint(raw * 2.0), 1, 10)  # half stars 1..10 = 0.5..5.0
+        yield owner, items, stars, signal, _timestamps(crng, deg)
+
+
+def synthetic_matrix(n_users: int, n_items: int, n_ratings: int, seed: int = 0, **kw: Any) -> Any:
+    """The same ratings as :func:`write_synthetic_csv` writes, as a users×items float32 CSR in memory
+    (dense 0-based indices: userId − 1, movieId − 1), for benchmarks that need no CSV or store."""
+    import scipy.sparse as sp
+
+    parts = list(synthetic_chunks(n_users, n_items, n_ratings, seed, **kw))[1:]
+    rows = np.concatenate([p[0] for p in parts]).astype(np.int32)
+    cols = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    vals = (np.concatenate([p[2] for p in parts]) / 2.0).astype(np.float32)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n_users, n_items))
 
 
 def _validate(
