@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the wheels benchmarks/gpu_check.sh installs on a GPU machine that cannot reach an index:
 # keras and the two of its needs a JAX/CUDA image usually lacks (namex, optree), for CPython 3.12
-# on x86-64 Linux, plus this project's own wheel, all into .whl/ (git-ignored). Run here, once:
+# on x86-64 Linux, plus this project's own wheel (for machines without a checkout; gpu_check.sh runs
+# the checkout it lives in), all into .whl/ (git-ignored). Run here, once:
 #     benchmarks/gpu_wheels.sh [PYTHON_VERSION]        (default 3.12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
