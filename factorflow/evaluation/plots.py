@@ -25,7 +25,7 @@ def learning_curve_png(history: list[dict[str, Any]], *, title: str,
     if history and "test_rmse" in history[0]:
         ax.plot(steps, [h["test_rmse"] for h in history], marker="o", label=f"test RMSE ({split})")
     for i, (name, value) in enumerate((baselines or {}).items()):
-        ax.axhline(value, linestyle="--", color=f"C{i + 2}", label=f"{name} (test)")
+        ax.axhline(value, linestyle="--", color=f"C{i + 3}", label=f"{name} (test)")
     ax.set_xlabel(unit)
     ax.set_ylabel("RMSE")
     ax.set_title(title)
