@@ -70,6 +70,7 @@ def _train_gpu(config: Any, split: SplitRef, compute: ComputeOptions, run: RunRe
     """``--device gpu``: the fit runs as a Dask task needing ``GPU=1`` on the cluster at
     ``compute.dask_address`` when one of its workers declares that resource (progress comes back
     as worker events); otherwise on the flow's process. The log says which, and on what device."""
+    import queue
     import uuid
 
     from factorflow.models._keras_fit import accelerator
@@ -83,11 +84,13 @@ def _train_gpu(config: Any, split: SplitRef, compute: ComputeOptions, run: RunRe
             gpus = gpu_workers(client)
             if gpus:
                 topic = f"factorflow-progress-{uuid.uuid4().hex}"
-                client.subscribe_topic(topic, lambda event: progress(**event[1]))
+                events: queue.Queue = queue.Queue()
+                client.subscribe_topic(topic, lambda event: events.put(event[1]))
                 logger.info("--device gpu: training %s on a Dask worker with a GPU resource (%s)", config.kind,
                             ", ".join(gpus))
                 future = client.submit(train_on_worker, config, split, run, rating_range, topic,
                                        resources={"GPU": 1}, pure=False)
+                _relay(events, future, progress)  # progress is reported from this thread, not Dask's loop
                 run, seconds, where = future.result()
                 client.unsubscribe_topic(topic)
                 logger.info("trained %s on %s in %.1f s", config.kind, where, seconds)
@@ -99,6 +102,24 @@ def _train_gpu(config: Any, split: SplitRef, compute: ComputeOptions, run: RunRe
     logger.info("training %s on the flow's process (%s)", config.kind, accelerator())
     run, seconds = train_and_save(config, split, run, rating_range, progress)
     return run
+
+
+def _relay(events: Any, future: Any, progress: Any, linger: float = 1.0) -> None:
+    """Report queued ``{"done", "total", "message"}`` events until ``future`` is done, then the
+    stragglers that arrive within ``linger`` seconds."""
+    import queue
+
+    deadline = None
+    while True:
+        try:
+            progress(**events.get(timeout=0.2))
+            continue
+        except queue.Empty:
+            pass
+        if future.done():
+            deadline = deadline or time.perf_counter() + linger
+            if time.perf_counter() > deadline:
+                return
 
 
 @contextmanager
