@@ -147,7 +147,8 @@ _PIPELINE_OPTIONS: dict[str, tuple[str, str]] = {
     "split": ("split", "kind"), "test_fraction": ("split", "test_fraction"), "seed": ("split", "seed"),
     "cutoff": ("split", "cutoff"), "per_user": ("split", "per_user"), "k": ("split", "k"), "by": ("split", "by"),
     "dask_address": ("compute", "dask_address"), "workers": ("compute", "n_workers"),
-    "blocks": ("compute", "n_blocks"), "top_n": ("", "top_n"), "titles": ("", "item_titles"),
+    "blocks": ("compute", "n_blocks"), "device": ("compute", "device"), "top_n": ("", "top_n"),
+    "titles": ("", "item_titles"),
 }
 
 
@@ -158,7 +159,7 @@ def retrain(source: str, store: str = "ff-store", model: Any = "als", name: str 
     ``model`` is a kind (``"als"``, ``"bias"``, ``"global-mean"``) or a kind's config object; ``name``
     the published name (default: the kind). ``options`` are the CLI's options as Python names:
     pipeline options (``split``, ``test_fraction``, ``seed``, ``cutoff``, ``per_user``, ``k``, ``by``,
-    ``dask_address``, ``workers``, ``blocks``, ``top_n``, ``titles``, ``dataset``, ``format``,
+    ``dask_address``, ``workers``, ``blocks``, ``device``, ``top_n``, ``titles``, ``dataset``, ``format``,
     ``columns``, ``delimiter``, ``rating_range``, ``max_reject_fraction``, ``test_source``) and the
     kind's hyper-parameters named like its options (``rank``, ``reg``, ``sweeps``, ``model_seed``, ...;
     one the kind does not take is a ParameterError). Everything is checked before the flow starts.
