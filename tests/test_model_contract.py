@@ -23,7 +23,9 @@ KINDS = registry.kinds()
 #: Small, quick hyper-parameters per kind (a kind not listed runs with its defaults).
 QUICK = {"als": {"rank": 4, "sweeps": 6, "reg": 2.0}, "pmf": {"rank": 5, "sweeps": 6, "reg": 2.0},
          "bpmf": {"rank": 3, "init_sweeps": 3, "burn_in": 3, "samples": 8},
-         "keras-mf": {"rank": 4, "epochs": 6, "lr": 0.01, "batch_size": 128, "reg": 0.02}}
+         "keras-mf": {"rank": 4, "epochs": 6, "lr": 0.01, "batch_size": 128, "reg": 0.02},
+         "i-autorec": {"hidden": 16, "epochs": 8, "lr": 0.003, "batch_size": 16},
+         "u-autorec": {"hidden": 16, "epochs": 8, "lr": 0.003, "batch_size": 16}}
 N_USERS, N_ITEMS, RANK = 240, 160, 3
 
 
