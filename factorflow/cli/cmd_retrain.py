@@ -71,21 +71,25 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help=f"model kind, one of {', '.join(kinds)} (default: {registry.DEFAULT_KIND}) — {summary}")
     group = p.add_argument_group("model hyper-parameters (default: the model's tuned defaults; "
                                  "an option the chosen --model does not take is an error)")
-    seen: dict[str, tuple[argparse.Action, list[str]]] = {}
+    seen: dict[str, tuple[argparse.Action, dict[str, list[str]]]] = {}  # option → (action, help → kinds)
     for kind in kinds:
         cls = registry.config_class(kind)
         hints = typing.get_type_hints(cls)
         for f in config_options(cls):
             option = option_name(f)
-            if option in seen:
-                action, users = seen[option]
-                users.append(kind)
-                action.help = f"{f.metadata.get('help', '')} [{', '.join(users)}]"
-                continue
             kw = _option_type(hints[f.name])
+            if option in seen:
+                action, helps = seen[option]
+                helps.setdefault(f.metadata.get("help", ""), []).append(kind)
+                action.help = "; ".join(f"{text} [{', '.join(users)}]" for text, users in helps.items())
+                if (action.type, action.choices) != (kw.get("type"), kw.get("choices")):
+                    # kinds type it differently (--hidden: I-AutoRec's width, keras-deep's "128,64"):
+                    # take the text; model_config_from_args converts it for the chosen kind.
+                    action.type, action.choices, action.metavar = str, None, "VALUE"
+                continue
             action = group.add_argument(option, dest=MODEL_DEST + f.name, default=argparse.SUPPRESS,
                                         help=f"{f.metadata.get('help', '')} [{kind}]", **kw)
-            seen[option] = (action, [kind])
+            seen[option] = (action, {f.metadata.get("help", ""): [kind]})
 
 
 def _option_type(hint: object) -> dict[str, object]:
@@ -118,7 +122,36 @@ def model_config_from_args(args: argparse.Namespace) -> object:
 
     given = {k[len(MODEL_DEST):]: v for k, v in vars(args).items() if k.startswith(MODEL_DEST)}
     registry.spec(args.model)  # an unknown kind first: "--model='nope': must be one of ..."
-    return registry.make_config(args.model, given, as_options=True)
+    return registry.make_config(args.model, _typed(args.model, given), as_options=True)
+
+
+def _typed(kind: str, given: dict[str, object]) -> dict[str, object]:
+    """Text values of options that several kinds type differently, converted to ``kind``'s field type
+    (ParameterError naming the option when the text is not one)."""
+    import typing
+
+    from factorflow.errors import ParameterError
+    from factorflow.models import registry
+    from factorflow.models.base import config_options, option_name
+
+    fields = {f.name: f for f in config_options(registry.config_class(kind))}
+    hints = typing.get_type_hints(registry.config_class(kind))
+    out = dict(given)
+    for name, value in given.items():
+        if not isinstance(value, str) or name not in fields:
+            continue
+        kw = _option_type(hints[name])
+        conv = kw.get("type")
+        if "choices" in kw and value not in kw["choices"]:
+            raise ParameterError(f"{option_name(fields[name])}={value!r}: model {kind} takes one of "
+                                 f"{', '.join(map(str, kw['choices']))}")
+        if conv is not None and conv is not str:
+            try:
+                out[name] = conv(value)
+            except ValueError:
+                raise ParameterError(f"{option_name(fields[name])}={value!r}: model {kind} takes "
+                                     f"{getattr(conv, '__name__', 'a value')} here") from None
+    return out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
