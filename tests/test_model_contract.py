@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from factorflow.models import registry
 from factorflow.models.base import BlockAlternating, FactorModel, FoldsIn
+from factorflow.serving.network import model_scorer
 
 KINDS = registry.kinds()
 #: Small, quick hyper-parameters per kind (a kind not listed runs with its defaults).
@@ -25,7 +26,11 @@ QUICK = {"als": {"rank": 4, "sweeps": 6, "reg": 2.0}, "pmf": {"rank": 5, "sweeps
          "bpmf": {"rank": 3, "init_sweeps": 3, "burn_in": 3, "samples": 8},
          "keras-mf": {"rank": 4, "epochs": 6, "lr": 0.01, "batch_size": 128, "reg": 0.02},
          "i-autorec": {"hidden": 16, "epochs": 8, "lr": 0.003, "batch_size": 16},
-         "u-autorec": {"hidden": 16, "epochs": 8, "lr": 0.003, "batch_size": 16}}
+         "u-autorec": {"hidden": 16, "epochs": 8, "lr": 0.003, "batch_size": 16},
+         "keras-deep": {"rank": 16, "hidden": "64", "init_scale": 0.1, "epochs": 8, "lr": 0.01, "batch_size": 256,
+                        "reg": 0.005, "dropout": 0.0, "weight_decay": 0.0},
+         "keras-residual": {"rank": 4, "hidden": "16", "init_scale": 0.01, "epochs": 6, "lr": 0.02, "batch_size": 256,
+                            "reg": 0.01, "dropout": 0.0, "weight_decay": 0.0}}
 N_USERS, N_ITEMS, RANK = 240, 160, 3
 
 
@@ -49,9 +54,11 @@ def _fit(kind, train, **kw):
     return model.fit(train, **kw)
 
 
-def _rmse(factors, test):
+def _rmse(scorer, test):
+    """Held-out RMSE of clipped predictions through a Scorer: factor tables, or a network kind's
+    network (:func:`factorflow.serving.network.model_scorer`)."""
     users, items, r = test
-    return float(np.sqrt(np.mean((np.clip(factors.predict(users, items), 0.5, 5.0) - r) ** 2)))
+    return float(np.sqrt(np.mean((np.clip(scorer.score_pairs(users, items), 0.5, 5.0) - r) ** 2)))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +76,7 @@ def test_fits_with_finite_factors_and_beats_the_global_mean(kind, data, fitted):
     for a in (f.user_factors, f.item_factors, f.user_bias, f.item_bias, np.array([f.global_mean])):
         assert np.isfinite(a).all()
     mean = _rmse(fitted["global-mean"].factors(), data[1])
-    got = _rmse(f, data[1])
+    got = _rmse(model_scorer(model), data[1])
     if kind == "global-mean":
         assert got == pytest.approx(mean)
     else:
@@ -98,7 +105,7 @@ def test_iterative_history_has_one_row_per_step_with_the_callback(kind, data):
     assert seen and seen == list(range(1, len(model.history) + 1))
     assert [h[unit] for h in model.history] == seen
     assert all(np.isfinite(h["train_rmse"]) and np.isfinite(h["test_rmse"]) for h in model.history)
-    final = _rmse(model.factors(), (tu, ti, tr))
+    final = _rmse(model_scorer(model), (tu, ti, tr))
     if isinstance(model, BlockAlternating):  # a fixed number of steps; the last one is the model
         assert len(seen) == model.n_steps()
         assert model.history[-1]["test_rmse"] == pytest.approx(final)
