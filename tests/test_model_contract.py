@@ -17,7 +17,7 @@ import pytest
 import scipy.sparse as sp
 
 from factorflow.models import registry
-from factorflow.models.base import BlockAlternating, FactorModel, FoldsIn
+from factorflow.models.base import BlockAlternating, FactorModel, FoldsIn, NetworkScored
 from factorflow.serving.network import model_scorer
 
 KINDS = registry.kinds()
@@ -165,15 +165,24 @@ def test_publish_then_recommend_round_trip(kind, data, fitted, tmp_path, capsys)
     store = str(tmp_path / "store")
     user_ids = pa.array(np.arange(N_USERS) + 1000)
     item_ids = pa.array(np.arange(N_ITEMS) + 1)
-    version = published.publish(store, f"m-{kind}", f, user_ids, item_ids,
-                                {"kind": kind, "params": model.params(), "rating_range": [0.5, 5.0]}, seen=train)
+    body = {"kind": kind, "params": model.params(), "rating_range": [0.5, 5.0]}
+    files = {}
+    if isinstance(model, NetworkScored):  # r̂ is the network: publish it beside the tables, as the flow does
+        from factorflow.serving.network import SERVING_NETWORK, network_to_bytes
+        from factorflow.storage.layout import NETWORK_FILE
+
+        body["serving"], files[NETWORK_FILE] = SERVING_NETWORK, network_to_bytes(model.network())
+    version = published.publish(store, f"m-{kind}", f, user_ids, item_ids, body, seen=train, extra_files=files)
     assert published.current_version(store, f"m-{kind}") == version
 
     user = 7
     assert main(["recommend", "--model", f"m-{kind}", "--user", str(1000 + user), "-n", "5", "--json",
                  "--min-ratings", "0", "--store", store]) == 0
     rows = json.loads(capsys.readouterr().out)
-    scores = f.predict(np.full(N_ITEMS, user), np.arange(N_ITEMS)).astype(np.float32)
+    if isinstance(model, NetworkScored):
+        scores = model_scorer(model).score_users(np.array([user]))[0]
+    else:
+        scores = f.predict(np.full(N_ITEMS, user), np.arange(N_ITEMS)).astype(np.float32)
     scores[train.getrow(user).indices] = -np.inf
     want = np.lexsort((np.arange(N_ITEMS), -scores))[:5] + 1
     assert [r["item"] for r in rows] == want.tolist()
