@@ -112,7 +112,8 @@ def _relay(events: Any, future: Any, progress: Any, linger: float = 1.0) -> None
     deadline = None
     while True:
         try:
-            progress(**events.get(timeout=0.2))
+            event = events.get(timeout=0.2)  # Dask adds its own keys (the worker) to the message
+            progress(event["done"], event["total"], event.get("message", ""))
             continue
         except queue.Empty:
             pass
