@@ -190,7 +190,8 @@ def test_bad_config_is_one_line_naming_the_field(kind, field, value, rule):
 def test_runs_on_the_jax_backend_too():
     """keras-residual on KERAS_BACKEND=jax (the backend is fixed per process: a subprocess). Its
     network holds every layer keras-deep's does (embeddings, concatenation, the Dense stack, the
-    squeezed Dense(1)) plus the MF branch; one kind keeps JAX's per-op compilation cost to one fit."""
+    squeezed Dense(1)) plus the MF branch; one kind keeps JAX's per-op compilation cost to one fit.
+    Dropout and the kernel decay are on, so their JAX paths run too."""
     script = textwrap.dedent("""
         import json, keras, numpy as np
         from tests.test_keras_nets import planted, rmse, make
@@ -199,7 +200,7 @@ def test_runs_on_the_jax_backend_too():
         train, test = planted()
         out = {"backend": keras.backend.backend(), "bias": rmse(BiasBaseline().fit(train).factors(), test)}
         for kind in ["keras-residual"]:
-            m = make(kind).fit(train)
+            m = make(kind, dropout=0.1, weight_decay=1e-4).fit(train)
             loaded = network_from_bytes(network_to_bytes(m.network()))
             u, i = test[0].astype(np.int32), test[1].astype(np.int32)
             gap = float(np.abs(np.asarray(loaded.predict({"user": u, "item": i}, verbose=0), np.float64)
