@@ -12,10 +12,11 @@ r − μ (μ = train mean, not learned):
 
 Each minibatch B minimizes the mean over its ratings of
 
-    (r_ij − r̂_ij)² + λ (‖w_i‖² + ‖u_j‖² [+ b_i² + c_j²  residual])  +  α Σ_l ‖A_l‖²_F
+    (r_ij − r̂_ij)² + λ (‖w_i‖² + ‖u_j‖² [+ b_i² + c_j²  residual])  +  α (Σ_l ‖A_l‖²_F + ‖v‖²)
 
-(L2 λ = ``reg`` on the embedding rows the batch uses, as keras-mf; α = ``weight_decay`` on the
-Dense kernels, including the output's, 0 by default), with the shared training options of
+(L2 λ = ``reg`` on the embedding rows the batch uses, as keras-mf; α = ``weight_decay`` on every
+Dense kernel, the output's v included, added once per batch; ``dropout`` zeroes each hidden unit
+with that probability while training), with the shared training options of
 :class:`~factorflow.models._keras_fit.KerasTraining`: ``validation_fraction`` of the TRAIN
 ratings (a seeded shuffle; never the test split) is held out, and the epoch with the best
 validation RMSE is kept (``patience``).
