@@ -78,24 +78,25 @@ def dense_rows(m: RowCSR, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class RowBatches(keras.utils.PyDataset):
     """Keras dataset of dense row batches: item ``k`` is ``(x, y)`` with ``x`` = the rows' values
     (b, n_cols) and ``y`` = ``stack([values, mask], -1)`` (b, n_cols, 2) — the target and which of
-    its entries are observed, for a masked loss. Rows come in the order of the current
-    permutation; :meth:`shuffle` draws the next one from the seeded generator."""
+    its entries are observed, for a masked loss. The epoch covers ``rows`` (default: all), in the
+    order of the current permutation; :meth:`shuffle` draws the next one from the seeded generator."""
 
-    def __init__(self, m: RowCSR, batch_size: int, rng: np.random.Generator) -> None:
+    def __init__(self, m: RowCSR, batch_size: int, rng: np.random.Generator, rows: np.ndarray | None = None) -> None:
         super().__init__()
         self.m, self.batch_size, self.rng = m, int(batch_size), rng
-        self.order = np.arange(m.n_rows)
+        self.rows = np.arange(m.n_rows) if rows is None else np.asarray(rows, np.int64)
+        self.order = self.rows.copy()
 
     def shuffle(self) -> None:
         """A new permutation of the rows (call once before each epoch)."""
-        self.order = self.rng.permutation(self.m.n_rows)
+        self.order = self.rows[self.rng.permutation(len(self.rows))]
 
     def batch_rows(self, k: int) -> np.ndarray:
         """The row indices of batch ``k`` in the current permutation."""
         return self.order[k * self.batch_size:(k + 1) * self.batch_size]
 
     def __len__(self) -> int:
-        return -(-self.m.n_rows // self.batch_size)
+        return -(-len(self.rows) // self.batch_size)
 
     def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         values, mask = dense_rows(self.m, self.batch_rows(k))

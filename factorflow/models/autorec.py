@@ -19,21 +19,24 @@ and the fit minimizes, over the observed entries Ω only (denoising: Dropout of 
 
     J = Σ_{(row, col) ∈ Ω} (x − x̂)² + λ/2 (‖V‖² + ‖W‖²)        (λ = ``reg``; b_h, b_out free)
 
-as minibatches of ``batch_size`` rows, each batch's loss being its masked sum over
-(|B| · |Ω|/n_rows) plus λ/(2|Ω|)(‖V‖² + ‖W‖²) — an unbiased estimate of J/|Ω|. The target of
-an unobserved entry never enters: :func:`masked_sse` selects observed entries before squaring.
+from V Glorot-uniform and W = 0, b_out = 0 (so training starts from the centring itself: with
+``center=bias``, from the bias baseline), as minibatches of ``batch_size`` rows (each row with
+an observed entry once per epoch; an empty row has no loss), each batch's loss being its masked
+sum over (|B| · |Ω|/n_rows), n_rows the number of non-empty rows, plus λ/(2|Ω|)(‖V‖² + ‖W‖²):
+an unbiased estimate of J/|Ω|. The target of an unobserved entry never enters: :func:`masked_sse`
+selects observed entries before squaring.
 
 Prediction is the reconstruction of the TRAINING row: r̂_ij = μ + b_i + c_j + x̂(row)[col].
 
 **Serving as factor tables.** With a linear output, for I-AutoRec (row j = item, col i = user)
 
-    x̂_j[i] = W_i · h_j + b_out,i   (W_i: row i of the decoder kernel, i.e. column i of W above)
+    x̂_j[i] = W_i · h_j + b_out,i   (W_i: row i of W, i.e. column i of the Keras decoder kernel)
 
 so with the item factor u_j = [h_j, 1], the user factor w_i = [W_i, b_out,i], item bias c_j,
 user bias b_i and μ, :class:`~factorflow.factors.FactorArrays` gives exactly
 r̂_ij = w_iᵀu_j + b_i + c_j + μ (rank = ``hidden`` + 1). U-AutoRec: u_j = [W_j, b_out,j],
-w_i = [h_i, 1]. The codes h are computed once, after the fit, from each row's whole training
-vector (fit and validation parts).
+w_i = [h_i, 1]. The published codes h are those of each row's whole training vector (fit and
+validation parts), under the kept epoch's weights.
 
 **Validation and cold rows.** ``validation_fraction`` of the train ratings (:func:`holdout`, a
 seeded shuffle of the nonzeros; never the test split) is held out: the fit part is the training
@@ -81,15 +84,15 @@ CENTERS = ("bias", "mean")
 class _AutoRecConfig(KerasTraining):
     """What both AutoRec kinds take (the training options are :class:`KerasTraining`'s)."""
 
-    epochs: int = field(default=200, metadata={"help": "maximum training epochs (default 200)"})
-    batch_size: int = field(default=32, metadata={"help": "minibatch size in ROWS (rating vectors; default 32)"})
-    lr: float = field(default=1e-3, metadata={"help": "optimizer learning rate (default 0.001)"})
+    epochs: int = field(default=100, metadata={"help": "maximum training epochs (default 100)"})
+    batch_size: int = field(default=128, metadata={"help": "minibatch size in ROWS (rating vectors; default 128)"})
+    lr: float = field(default=3e-4, metadata={"help": "optimizer learning rate (default 0.0003)"})
     patience: int = field(default=10, metadata={
         "help": "early stopping: epochs without a better validation RMSE before stopping (default 10)"})
     hidden: int = field(default=500, metadata={"help": "AutoRec: hidden layer width (default 500)"})
-    activation: str = field(default="sigmoid", metadata={
-        "help": f"AutoRec: hidden activation, one of {', '.join(ACTIVATIONS)} (default sigmoid)"})
-    reg: float = field(default=1.0, metadata={"help": "AutoRec: L2 λ, penalty λ/2 (‖V‖² + ‖W‖²) (default 1)"})
+    activation: str = field(default="elu", metadata={
+        "help": f"AutoRec: hidden activation, one of {', '.join(ACTIVATIONS)} (default elu; the paper's: sigmoid)"})
+    reg: float = field(default=300.0, metadata={"help": "AutoRec: L2 λ, penalty λ/2 (‖V‖² + ‖W‖²) (default 300)"})
     input_dropout: float = field(default=0.0, metadata={
         "help": "AutoRec: dropout rate on the input vector, denoising (default 0)"})
     center: str = field(default="bias", metadata={
@@ -182,8 +185,9 @@ class _AutoRec:
     # --- the network --------------------------------------------------------------------------
 
     def _build(self, n_cols: int, n_obs: int, n_rows: int) -> Any:
-        """The autoencoder, compiled with the masked loss over (|B| · n_obs/n_rows) and the L2
-        penalty λ/(2 n_obs) on both kernels (module docstring)."""
+        """The autoencoder (encoder kernel Glorot-uniform, decoder kernel zero), compiled with the
+        masked loss over (|B| · n_obs/n_rows) and the L2 penalty λ/(2 n_obs) on both kernels
+        (module docstring)."""
         import keras
 
         cfg = self.config
@@ -195,7 +199,7 @@ class _AutoRec:
                                kernel_initializer=keras.initializers.GlorotUniform(seed=cfg.seed),
                                kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None)(x)
         out = keras.layers.Dense(n_cols, name="decoder",
-                                 kernel_initializer=keras.initializers.GlorotUniform(seed=cfg.seed + 1),
+                                 kernel_initializer="zeros",
                                  kernel_regularizer=keras.regularizers.L2(l2) if l2 > 0 else None)(h)
         model = keras.Model(x_in, out, name=self.kind.replace("-", "_"))
         per_row = max(n_obs, 1) / max(n_rows, 1)
@@ -244,7 +248,6 @@ class _AutoRec:
         ``callback(epoch, factors)`` returns, ``factors`` being the tables of that epoch's weights
         (codes of the whole training vectors). Keeps the epoch with the best ``val_rmse``.
         """
-        import keras
         import scipy.sparse as sp
 
         from factorflow.models._row_batches import RowBatches, row_csr
@@ -275,16 +278,15 @@ class _AutoRec:
         x_all = row_csr(rows, cols, resid, shape)
         seen_cols = np.bincount(cols[fit_part], minlength=shape[1]) > 0
 
-        keras.utils.set_random_seed(cfg.seed)
-        model = self._build(shape[1], len(fit_part), shape[0])
-        batches = RowBatches(x_fit, cfg.batch_size, rng)
+        model = self._build(shape[1], len(fit_part), int((x_fit.counts > 0).sum()))
+        batches = RowBatches(x_fit, cfg.batch_size, rng, rows=np.flatnonzero(x_fit.counts > 0))
         fu, fi, fr = users[fit_part], items[fit_part], r[fit_part]
         vu, vi, vr = users[val], items[val], r[val]
         current: dict[str, Any] = {}
 
         def train_epoch(epoch: int) -> tuple[FactorArrays, dict[str, Any]]:
             batches.shuffle()
-            model.fit(batches, epochs=1, verbose=0)
+            model.fit(batches, epochs=1, shuffle=False, verbose=0)  # the order is batches.shuffle()'s
             weights = self._weights(model, seen_cols)
             on_fit = self._tables(weights, self._codes(x_fit, weights), b, c, mu)
             measured = {"train_rmse": _rmse(on_fit, fu, fi, fr)}
