@@ -79,10 +79,12 @@ def check_fit_memory(config: Any, n_users: int = 0, n_items: int = 0, n_workers:
         from factorflow.errors import ParameterError
 
         shape = f" on {n_users:,} users × {n_items:,} items" if n_users or n_items else ""
+        size = next((f"--{name}={getattr(config, name)}" for name in ("rank", "hidden") if hasattr(config, name)),
+                    f"--model={config.kind}")
         raise ParameterError(
-            f"--rank={getattr(config, 'rank', None)}: fitting {config.kind}{shape} needs at least "
+            f"{size}: fitting {config.kind}{shape} needs at least "
             f"{need / 2**30:,.1f} GiB ({max(1, n_workers)} worker(s)) but {have / 2**30:,.1f} GiB is available; "
-            "use a smaller --rank or fewer --workers")
+            f"use a smaller {size.split('=')[0]} or fewer --workers")
 
 
 def train_model(
