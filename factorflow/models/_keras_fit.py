@@ -28,7 +28,7 @@ from factorflow.models.loop import run_steps
 if TYPE_CHECKING:
     from factorflow.progress import Progress
 
-__all__ = ["OPTIMIZERS", "KerasTraining", "fit_epochs", "holdout", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "KerasTraining", "fit_epochs", "holdout", "make_optimizer", "rmse"]
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 
@@ -79,6 +79,15 @@ def holdout(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarr
     order = rng.permutation(n)
     n_val = int(round(fraction * n)) if n > 1 else 0
     return order[:n_val], order[n_val:]
+
+
+def rmse(scorer: Any, users: np.ndarray, items: np.ndarray, r: np.ndarray) -> float:
+    """Unclipped RMSE of ``scorer.score_pairs`` on the pairs (NaN for none): the per-epoch train and
+    validation RMSE of every Keras kind."""
+    if len(r) == 0:
+        return float("nan")
+    err = scorer.score_pairs(users, items) - r
+    return float(np.sqrt(np.mean(err * err)))
 
 
 class _EarlyStop(Exception):

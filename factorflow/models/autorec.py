@@ -65,7 +65,7 @@ import numpy as np
 
 from factorflow.errors import ParameterError, check_param
 from factorflow.factors import FactorArrays
-from factorflow.models._keras_fit import KerasTraining, fit_epochs, holdout, make_optimizer
+from factorflow.models._keras_fit import KerasTraining, fit_epochs, holdout, make_optimizer, rmse
 from factorflow.models.base import StepCallback, check_fold_in, config_params, is_int, is_number
 
 if TYPE_CHECKING:
@@ -166,12 +166,6 @@ def masked_sse(y_true: Any, y_pred: Any) -> Any:
     d = ops.where(m > 0, y_pred - ops.where(m > 0, t, ops.zeros_like(t)), ops.zeros_like(y_pred))
     return ops.sum(d * d, axis=-1)
 
-
-def _rmse(factors: FactorArrays, users: np.ndarray, items: np.ndarray, r: np.ndarray) -> float:
-    if len(r) == 0:
-        return float("nan")
-    err = factors.predict(users, items) - r
-    return float(np.sqrt(np.mean(err * err)))
 
 
 class _AutoRec:
@@ -311,9 +305,9 @@ class _AutoRec:
             model.fit(batches, epochs=1, shuffle=False, verbose=0)  # the order is batches.shuffle()'s
             weights = self._weights(model, seen_cols)
             on_fit = self._tables(weights, self._codes(x_fit, weights), b, c, mu)
-            measured = {"train_rmse": _rmse(on_fit, fu, fi, fr)}
+            measured = {"train_rmse": rmse(on_fit, fu, fi, fr)}
             if len(val):
-                measured["val_rmse"] = _rmse(on_fit, vu, vi, vr)
+                measured["val_rmse"] = rmse(on_fit, vu, vi, vr)
             current["state"] = (weights, self._tables(weights, self._codes(x_all, weights), b, c, mu))
             return current["state"][1], measured
 

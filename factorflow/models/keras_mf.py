@@ -32,7 +32,7 @@ import numpy as np
 
 from factorflow.errors import check_param
 from factorflow.factors import FactorArrays
-from factorflow.models._keras_fit import KerasTraining, fit_epochs, holdout, make_optimizer
+from factorflow.models._keras_fit import KerasTraining, fit_epochs, holdout, make_optimizer, rmse
 from factorflow.models.base import StepCallback, check_fold_in, config_params, is_int, is_number
 
 if TYPE_CHECKING:
@@ -82,12 +82,6 @@ def _triples(train: sp.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray, tu
     coo = m.tocoo()
     return coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data.astype(np.float32), m.shape
 
-
-def _rmse(factors: FactorArrays, users: np.ndarray, items: np.ndarray, r: np.ndarray) -> float:
-    if len(r) == 0:
-        return float("nan")
-    err = factors.predict(users, items) - r
-    return float(np.sqrt(np.mean(err * err)))
 
 
 class KerasMF:
@@ -186,9 +180,9 @@ class KerasMF:
                             shuffle=False, verbose=0)
             current["weights"] = self._weights(predict_model, seen_users, seen_items)
             f = self._arrays(current["weights"], mu)
-            measured = {"train_rmse": _rmse(f, fu, fi, fr)}
+            measured = {"train_rmse": rmse(f, fu, fi, fr)}
             if len(val):
-                measured["val_rmse"] = _rmse(f, vu, vi, vr)
+                measured["val_rmse"] = rmse(f, vu, vi, vr)
             return f, measured
 
         self.history, self.best_epoch, weights = fit_epochs(

@@ -44,7 +44,7 @@ import numpy as np
 
 from factorflow.errors import check_param
 from factorflow.factors import FactorArrays
-from factorflow.models._keras_fit import KerasTraining, fit_epochs, holdout, make_optimizer
+from factorflow.models._keras_fit import KerasTraining, fit_epochs, holdout, make_optimizer, rmse
 from factorflow.models.base import StepCallback, config_params, is_int, is_number
 
 if TYPE_CHECKING:
@@ -243,12 +243,6 @@ class _EpochScorer:
         return out
 
 
-def _rmse(scorer: _EpochScorer, users: np.ndarray, items: np.ndarray, r: np.ndarray) -> float:
-    if len(r) == 0:
-        return float("nan")
-    err = scorer.score_pairs(users, items) - r
-    return float(np.sqrt(np.mean(err * err)))
-
 
 class _KerasNet:
     """What keras-deep and keras-residual share: the build, the fit loop and the exports."""
@@ -363,9 +357,9 @@ class _KerasNet:
             perm = rng.permutation(len(fr))
             train_model.fit([fu[perm], fi[perm]], target[perm], batch_size=cfg.batch_size, epochs=1,
                             shuffle=False, verbose=0)
-            measured = {"train_rmse": _rmse(scorer, fu, fi, fr)}
+            measured = {"train_rmse": rmse(scorer, fu, fi, fr)}
             if len(val):
-                measured["val_rmse"] = _rmse(scorer, vu, vi, vr)
+                measured["val_rmse"] = rmse(scorer, vu, vi, vr)
             return scorer, measured
 
         def snapshot() -> list[np.ndarray]:
