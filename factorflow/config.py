@@ -50,6 +50,19 @@ class ComputeOptions(BaseModel):
         "cpu", description="gpu: train a Keras model on a Dask worker started with --resources GPU=1")
 
 
+class PublishOptions(BaseModel):
+    """Champion/challenger and retention: how a new version may replace CURRENT."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    challenge: bool = Field(True, description="compare with CURRENT on the same test data before switching")
+    rmse_tolerance: float = Field(0.005, ge=0.0, description="the challenger's test RMSE may exceed CURRENT's by this")
+    ndcg_tolerance: float = Field(0.02, ge=0.0,
+                                  description="the challenger's NDCG@10 may fall short of CURRENT's by this")
+    keep_versions: int | None = Field(None, ge=2,
+                                      description="keep the newest K versions (never CURRENT or its predecessor)")
+
+
 class RetrainParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,3 +71,5 @@ class RetrainParams(BaseModel):
     compute: ComputeOptions = ComputeOptions()
     top_n: int = Field(10, ge=1, description="N for top-N metrics and batch recommendations")
     item_titles: str | None = Field(None, description="a movies.csv (movieId,title) to publish titles")
+    publish: PublishOptions = PublishOptions()
+    warm_start: bool = Field(False, description="initialise the fit from CURRENT's factors, matched by raw id")
