@@ -14,11 +14,14 @@
         user_factors.parquet item_factors.parquet seen.parquet recommendations.parquet model.json
         [network.keras]                              the network of a kind served by it (keras-deep, -residual)
     STORE/models/NAME/CURRENT                        text file naming the published VERSION
+    STORE/models/NAME/history.json                   every change of CURRENT (publish, promote, rollback, set-current)
     STORE/runs/RUN/                                  one flow run's scratch: owner.json, factors.npz, history.json,
                                                      trained.json, metrics.json, learning_curve.png,
                                                      recommendations.parquet, [network.keras]
     STORE/leaderboards/SPLIT/STAMP.json              one ``compare`` run's leaderboard on split SPLIT (STAMP: UTC
     STORE/leaderboards/SPLIT/STAMP.parquet           time); the JSON, written last, lists the Parquet's checksum
+    STORE/backfills/ID/                              one ``backfill``: backfill.json backfill.parquet metrics.png
+    STORE/backfills/cutoffs/KEY.json                 one finished backfill cutoff (reused by a re-run)
 """
 
 from __future__ import annotations
@@ -127,6 +130,11 @@ def current_file(root: str, name: str) -> str:
     return join(model_dir(root, name), "CURRENT")
 
 
+def history_file(root: str, name: str) -> str:
+    """``STORE/models/NAME/history.json``: the log of CURRENT's changes (replaced atomically, never appended)."""
+    return join(model_dir(root, name), "history.json")
+
+
 #: Files of a run's scratch folder (what the tasks of one flow run hand each other).
 RUN_FACTORS = "factors.npz"
 RUN_HISTORY = "history.json"
@@ -161,3 +169,39 @@ def leaderboard_dir(root: str, split: str) -> str:
 def leaderboard_file(root: str, split: str, stamp: str, ext: str) -> str:
     """``STORE/leaderboards/SPLIT/STAMP.EXT`` (``ext``: ``json`` or ``parquet``)."""
     return join(leaderboard_dir(root, split), f"{stamp}.{ext}")
+
+
+# ---------------------------------------------------------------- backfills (``factorflow backfill``)
+#
+#   STORE/backfills/ID/backfill.json       one backfill's table of cutoffs (JSON written last, strict; lists
+#   STORE/backfills/ID/backfill.parquet    the Parquet's and the PNG's checksums); ID: dataset, kind and a
+#   STORE/backfills/ID/metrics.png         hash of the request, so a re-run replaces its own files
+#   STORE/backfills/cutoffs/KEY.json       one finished cutoff's result (metrics, sizes, run, version), KEY
+#                                          content-addressed from (snapshot, split id, model config, top_n)
+
+BACKFILL_JSON = "backfill.json"
+BACKFILL_PARQUET = "backfill.parquet"
+BACKFILL_PLOT = "metrics.png"
+
+
+def backfills_dir(root: str) -> str:
+    return join(root, "backfills")
+
+
+def backfill_dir(root: str, backfill_id: str) -> str:
+    """The table and plot of one backfill (``backfill_id`` never equals ``cutoffs``: it holds a ``-``)."""
+    return join(backfills_dir(root), backfill_id)
+
+
+def backfill_file(root: str, backfill_id: str, name: str) -> str:
+    """``name`` (``BACKFILL_JSON``, ``BACKFILL_PARQUET``, ``BACKFILL_PLOT``) of one backfill."""
+    return join(backfill_dir(root, backfill_id), name)
+
+
+def backfill_cutoffs_dir(root: str) -> str:
+    """The finished cutoffs every backfill of the store may reuse."""
+    return join(backfills_dir(root), "cutoffs")
+
+
+def backfill_cutoff_file(root: str, key: str) -> str:
+    return join(backfill_cutoffs_dir(root), f"{key}.json")

@@ -23,12 +23,29 @@ n_users, n_items, tables, files``. Keys other tools read, kept stable:
 
 ``model_json`` must be strict JSON (no NaN/inf; numpy scalars/arrays are converted); it is
 checked before anything is written.
+
+**CURRENT's history** (``STORE/models/NAME/history.json``, :func:`read_history`): every switch of
+CURRENT appends an entry ``{version, action, at, reason}`` (``action``: ``publish``, ``promote``,
+``rollback`` or ``set-current``). The file is rewritten whole through
+:func:`factorflow.storage.fs.atomic_write_text` (no appends: it works the same on object stores),
+after CURRENT itself, so CURRENT is the truth: when the history's top is not CURRENT (a crash
+between the two writes, a hand edit, a store from before the history), a ``set-current`` entry
+for what CURRENT named is added first. Read as a stack, publish/promote/set-current push and
+rollback pops: :func:`rollback` returns to the previous CURRENT, a second rollback one further
+back (versions deleted since are skipped). Concurrent switches are last-writer-wins for CURRENT,
+and an entry of the loser may be lost from the history.
+
+**Retention** (:func:`prune_versions`): keep the newest K complete versions, plus CURRENT and
+the rollback target whatever their age. A version is deleted by first making it incomplete to
+every reader (local: renamed to a ``.tmp-`` sibling, which the stale-temporary sweep removes if
+the deleter dies; remote: its ``model.json`` removed first), then removing its files.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import posixpath
 import re
 import secrets
@@ -50,6 +67,7 @@ from factorflow.storage import tables as ft
 from factorflow.storage.checksums import checksums, verify
 from factorflow.storage.layout import (
     current_file,
+    history_file,
     model_dir,
     models_dir,
     version_dir,
@@ -87,12 +105,14 @@ def publish(
     extra_tables: dict[str, pa.Table] | None = None,
     extra_files: dict[str, bytes] | None = None,
     set_current: bool = True,
+    reason: str | None = None,
 ) -> str:
     """Write a complete model version, then (if ``set_current``) point CURRENT at it; return it.
 
     ``user_ids[i]`` / ``item_ids[j]`` are the raw ids of dense index i / j; ``seen`` is the
     users×items train matrix (its pattern gives ``n_ratings`` and ``seen.parquet``);
     ``extra_files`` are written as they are (e.g. ``network.keras``), checksummed like the tables.
+    ``reason`` goes into CURRENT's history entry (action ``publish``) when CURRENT switches.
     """
     check_name(name)
     users = ft.normalize_ids(user_ids, "user_ids")
@@ -133,12 +153,155 @@ def publish(
         meta["files"] = checksums(fs, tmp)
         fsio.write_json(fs, fsio.join(tmp, MODEL_JSON), meta)  # last: marks the folder complete
     if set_current:
-        _switch_current(fs, root, name, version)
+        _switch_current(fs, root, name, version, "publish", reason)
     return version
 
 
-def _switch_current(fs: AbstractFileSystem, root: str, name: str, version: str) -> None:
+HISTORY_ACTIONS = ("publish", "promote", "rollback", "set-current")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _switch_current(fs: AbstractFileSystem, root: str, name: str, version: str, action: str = "set-current",
+                    reason: str | None = None) -> None:
+    """Replace CURRENT (atomically), then record the switch in the history (see the module docstring)."""
+    previous = _read_current(fs, root, name)
     fsio.atomic_write_text(fs, current_file(root, name), version + "\n")
+    if previous == version:
+        return  # nothing changed: no history entry
+    entries = _read_entries(fs, root, name)
+    stack = _stack(entries)
+    if previous is not None and (not stack or stack[-1] != previous):
+        entries.append({"version": previous, "action": "set-current", "at": _now(),
+                        "reason": "found as CURRENT (switched outside this history, or before it was kept)"})
+    entries.append({"version": version, "action": action, "at": _now(), "reason": reason})
+    fsio.atomic_write_text(fs, history_file(root, name), json.dumps(
+        {"model": name, "entries": entries}, indent=2, sort_keys=True) + "\n")
+
+
+def _read_current(fs: AbstractFileSystem, root: str, name: str) -> str | None:
+    path = current_file(root, name)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "r") as f:
+        return f.read().strip() or None
+
+
+def _read_entries(fs: AbstractFileSystem, root: str, name: str) -> list[dict[str, Any]]:
+    path = history_file(root, name)
+    if not fs.exists(path):
+        return []
+    try:
+        doc = fsio.read_json(fs, path)
+        entries = doc["entries"]
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("version"), str) and e.get("action") in HISTORY_ACTIONS
+                for e in entries):
+            raise ValueError("entries must be a list of {version, action, at, reason}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a CURRENT history file ({exc}); move it away to start a new history") from None
+    return entries
+
+
+def _stack(entries: list[dict[str, Any]]) -> list[str]:
+    """CURRENT's stack replayed from the history: publish/promote/set-current push, rollback pops
+    down to the version it returned to."""
+    stack: list[str] = []
+    for e in entries:
+        if e["action"] == "rollback":
+            while stack and stack[-1] != e["version"]:
+                stack.pop()
+            if not stack:
+                stack.append(e["version"])
+        else:
+            stack.append(e["version"])
+    return stack
+
+
+def read_history(store: str, name: str) -> list[dict[str, Any]]:
+    """CURRENT's history of model ``name``, oldest first: ``[{version, action, at, reason}]``
+    (empty for a model published before the history was kept, or never made CURRENT)."""
+    check_name(name)
+    fs, root = fsio.open_store(store)
+    return _read_entries(fs, root, name)
+
+
+def _rollback_stack(fs: AbstractFileSystem, root: str, name: str, current: str) -> tuple[list[str], list[str]]:
+    """(the versions below CURRENT on the stack, oldest first, ending at the rollback target; the
+    versions skipped on the way because they were deleted or are CURRENT again)."""
+    stack = _stack(_read_entries(fs, root, name))
+    if stack and stack[-1] == current:
+        stack.pop()
+    skipped = []
+    while stack and (stack[-1] == current or not _is_complete(fs, version_dir(root, name, stack[-1]))):
+        skipped.append(stack.pop())
+    return stack, skipped
+
+
+def rollback_target(store: str, name: str) -> str | None:
+    """The version :func:`rollback` would make CURRENT (None when there is none)."""
+    check_name(name)
+    fs, root = fsio.open_store(store)
+    current = _read_current(fs, root, name)
+    if current is None:
+        return None
+    stack, _ = _rollback_stack(fs, root, name, current)
+    return stack[-1] if stack else None
+
+
+def rollback(store: str, name: str, reason: str | None = None) -> tuple[str, str]:
+    """Point CURRENT back at the previous CURRENT (history as a stack; a second rollback goes one
+    further back; deleted versions are skipped); returns (the version left, the version now CURRENT).
+    NotFoundError in one line when there is nothing to roll back to."""
+    current = current_version(store, name)
+    fs, root = fsio.open_store(store)
+    stack, skipped = _rollback_stack(fs, root, name, current)
+    if not stack:
+        gone = f" (the earlier ones were deleted: {', '.join(skipped)})" if skipped else ""
+        raise NotFoundError(f"model {name}: nothing to roll back to: CURRENT {current} has no earlier CURRENT in "
+                            f"{history_file(root, name)}{gone}; make a version CURRENT with "
+                            f"`factorflow models promote VERSION --model {name}`")
+    target = stack[-1]
+    note = f"rolled back from {current}" + (f", skipping deleted {', '.join(skipped)}" if skipped else "")
+    _switch_current(fs, root, name, target, "rollback", f"{reason}; {note}" if reason else note)
+    return current, target
+
+
+def promote(store: str, name: str, version: str, *, force: bool = False, reason: str | None = None) -> bool:
+    """Make ``version`` CURRENT (history action ``promote``); a rejected version needs ``force``.
+    Returns False when it already was CURRENT (nothing changes)."""
+    return _set(store, name, version, force, "promote", reason)
+
+
+def prune_versions(store: str, name: str, keep: int) -> list[str]:
+    """Delete the complete versions of ``name`` older than the newest ``keep``, never CURRENT nor
+    its rollback target; returns the deleted versions, oldest first."""
+    check_name(name)
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
+        raise ParameterError(f"keep={keep!r}: must be an integer >= 1")
+    fs, root = fsio.open_store(store)
+    versions = _complete_versions(fs, root, name)
+    current = _read_current(fs, root, name)
+    protected = {current, rollback_target(store, name)} if current else set()
+    newest = set(versions[-int(keep):])
+    doomed = [v for v in versions if v not in newest and v not in protected]
+    for v in doomed:
+        _remove_version(fs, root, name, v)
+    return doomed
+
+
+def _remove_version(fs: AbstractFileSystem, root: str, name: str, version: str) -> None:
+    """Delete one version folder so that no reader ever sees it complete while it goes."""
+    path = version_dir(root, name, version)
+    if fsio.is_local(fs):
+        tmp = fsio.join(versions_dir(root, name), fsio.temporary_name(version))
+        os.rename(path, tmp)  # atomic: gone from every listing at once
+        fs.rm(tmp, recursive=True)
+    else:
+        fs.rm(fsio.join(path, MODEL_JSON))  # incomplete from here on: list/load skip it
+        fs.rm(path, recursive=True)
 
 
 def check_name(name: str, param: str = "name") -> None:
@@ -288,10 +451,15 @@ def current_version(store: str, name: str) -> str:
 
 
 def set_current(store: str, name: str, version: str, *, force: bool = False) -> None:
-    """Point CURRENT at an existing, complete ``version`` (rollback or roll forward).
+    """Point CURRENT at an existing, complete ``version`` (rollback or roll forward; history action
+    ``set-current``).
 
     A version the publish gate rejected (``model.json`` ``status: rejected``) needs ``force``.
     """
+    _set(store, name, version, force, "set-current", None)
+
+
+def _set(store: str, name: str, version: str, force: bool, action: str, reason: str | None) -> bool:
     check_name(name)
     fs, root = fsio.open_store(store)
     if not (isinstance(version, str) and _VERSION_RE.match(version)
@@ -306,7 +474,10 @@ def set_current(store: str, name: str, version: str, *, force: bool = False) -> 
         why = "; ".join(meta.get("rejected_because") or []) or "no reason recorded"
         raise ParameterError(f"version={version}: the publish gate rejected it ({why}); "
                              "pass --force to make it CURRENT anyway")
-    _switch_current(fs, root, name, version)
+    if _read_current(fs, root, name) == version:
+        return False
+    _switch_current(fs, root, name, version, action, reason)
+    return True
 
 
 def read_model_json(store: str, name: str, version: str) -> dict[str, Any]:
