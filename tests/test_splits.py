@@ -15,8 +15,10 @@ import pytest
 from factorflow.data.splits import (
     make_split,
     random_mask,
+    split_id,
     temporal_mask,
     user_holdout_mask,
+    window_masks,
 )
 from factorflow.errors import ParameterError
 from factorflow.storage.datasets import SnapshotRef
@@ -340,3 +342,47 @@ def ml_snapshot_for_empty(tmp_path_factory):
 
 
 ML_RATINGS_FOR_EMPTY = Path(__file__).parent / "data" / "ml-latest-small" / "ratings.csv"
+
+
+# ------------------------------------------------------------------ bounded temporal windows (backfills)
+
+
+def test_window_masks_train_before_test_inside_rest_in_neither():
+    t = np.array([5, 10, 19, 20, 21, 29, 30, 31, 0, 30])
+    train, test = window_masks(t, 20, 30)
+    assert train.tolist() == [True, True, True, False, False, False, False, False, True, False]
+    assert test.tolist() == [False, False, False, True, True, True, False, False, False, False]
+    assert not (train & test).any() and (~train & ~test).sum() == 3  # 30, 31, 30: after the window
+    with pytest.raises(ParameterError, match=r"^until=20: must be after cutoff=20"):
+        window_masks(t, 20, 20)
+
+
+def test_window_split_ids_and_their_checks():
+    assert split_id("temporal", cutoff=1000) == "temporal-cut1000"
+    assert split_id("temporal", cutoff=1000, until=2000) == "temporal-cut1000-to2000"
+    assert split_id("temporal", cutoff=np.int64(7), until=np.int64(9)) == "temporal-cut7-to9"
+    with pytest.raises(ParameterError, match=r"^until=1000: must be after cutoff=1000"):
+        split_id("temporal", cutoff=1000, until=1000)
+    with pytest.raises(ParameterError, match=r"^until=5: bounds a temporal split's test window"):
+        split_id("random", until=5)
+    with pytest.raises(ParameterError, match=r"^until=5: bounds a temporal split's test window"):
+        split_id("temporal", test_fraction=0.2, until=5)
+    with pytest.raises(ParameterError, match=r"^until=2.5: must be an integer timestamp"):
+        split_id("temporal", cutoff=1, until=2.5)
+
+
+def test_make_window_split_leaves_the_rows_after_the_window_out(snap):
+    df = random_ratings()
+    ref = make_split(snap, "temporal", cutoff=15_000, until=25_000)
+    assert ref.split == "temporal-cut15000-to25000" and not ref.reused
+    train, test = _df(read_train(ref)), _df(read_test(ref))
+    assert len(train) == (df.timestamp < 15_000).sum() and (train.timestamp < 15_000).all()
+    assert len(test) == ((df.timestamp >= 15_000) & (df.timestamp < 25_000)).sum()
+    assert test.timestamp.between(15_000, 24_999).all()
+    m = ref.manifest
+    assert m["params"] == {"cutoff": 15_000, "until": 25_000} and m["kind"] == "temporal"
+    assert m["n_excluded"] == (df.timestamp >= 25_000).sum() == len(df) - len(train) - len(test)
+    assert m["n_test_cold_user"] == (~test.user_idx.isin(train.user_idx)).sum()
+    assert make_split(snap, "temporal", cutoff=15_000, until=25_000).reused  # same request, same folder
+    unbounded = make_split(snap, "temporal", cutoff=15_000)
+    assert "n_excluded" not in unbounded.manifest and unbounded.manifest["n_train"] == len(train)

@@ -7,6 +7,10 @@ Pure functions return a boolean *test mask* over a snapshot's rating rows:
 - ``temporal_mask``: rows with ``timestamp ≥ cutoff``; or the last ``round(f·n)`` rows by
   (timestamp, user, item); or, ``per_user``, each user's last ``min(round(f·n_u), n_u − 1)``
   rows by (timestamp, item) — every user keeps at least one train rating.
+- ``window_masks``: a temporal split with an upper bound (``cutoff`` and ``until``, as a
+  backfill evaluates): train = ``timestamp < cutoff``, test = ``cutoff ≤ timestamp < until``;
+  rows at or after ``until`` are in neither (the manifest counts them as ``n_excluded``).
+  Its id is ``temporal-cut{cutoff}-to{until}``.
 - ``user_holdout_mask``: ``k`` rows of every user with more than ``k`` ratings, the latest
   (by time, ties by item) or a seeded random ``k``; users with ≤ k ratings stay in train.
 
@@ -111,6 +115,16 @@ def temporal_mask(
     return mask
 
 
+def window_masks(timestamps: np.ndarray, cutoff: int, until: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` masks of a bounded temporal split: train = ``t < cutoff``, test =
+    ``cutoff ≤ t < until``. Rows with ``t ≥ until`` are in neither mask. Requires ``cutoff < until``."""
+    if not cutoff < until:
+        raise ParameterError(f"until={until!r}: must be after cutoff={cutoff!r}")
+    t = np.asarray(timestamps)
+    train = t < cutoff
+    return train, ~train & (t < until)
+
+
 def user_holdout_mask(
     users: np.ndarray,
     items: np.ndarray,
@@ -173,9 +187,18 @@ def split_id(
     per_user: bool = False,
     k: int = 1,
     by: str = "time",
+    until: int | None = None,
 ) -> str:
-    """The folder name for a split request, e.g. ``random-f0.2-s42``; validates the parameters."""
+    """The folder name for a split request, e.g. ``random-f0.2-s42``; validates the parameters.
+
+    ``until`` (temporal with a ``cutoff`` only) bounds the test window: ``temporal-cut{c}-to{e}``."""
     check_param(kind in KINDS, "kind", kind, f"one of {', '.join(KINDS)}")
+    if until is not None:
+        if kind != "temporal" or cutoff is None:
+            raise ParameterError(f"until={until!r}: bounds a temporal split's test window; it needs kind='temporal' "
+                                 "and a cutoff")
+        check_param(isinstance(until, (int, np.integer)) and not isinstance(until, bool), "until", until,
+                    "an integer timestamp")
     if kind in ("random", "temporal") and cutoff is None:
         check_param(
             isinstance(test_fraction, (int, float)) and 0.0 < test_fraction < 1.0,
@@ -187,12 +210,16 @@ def split_id(
         return f"random-f{_fmt(test_fraction)}-s{seed}"
     if kind == "temporal":
         if cutoff is not None:
-            check_param(isinstance(cutoff, (int, np.integer)), "cutoff", cutoff, "an integer timestamp")
+            check_param(isinstance(cutoff, (int, np.integer)) and not isinstance(cutoff, bool), "cutoff", cutoff,
+                        "an integer timestamp")
             if per_user:
                 raise ParameterError(
                     f"per_user=True with cutoff={cutoff}: a cutoff is global; drop --per-user "
                     "or use --test-fraction instead of --cutoff"
                 )
+            if until is not None:
+                check_param(int(until) > int(cutoff), "until", until, f"after cutoff={int(cutoff)}")
+                return f"temporal-cut{int(cutoff)}-to{int(until)}"
             return f"temporal-cut{int(cutoff)}"
         return f"temporal-{'user-' if per_user else ''}f{_fmt(test_fraction)}"
     if kind == "user-holdout":
@@ -215,17 +242,19 @@ def make_split(
     per_user: bool = False,
     k: int = 1,
     by: str = "time",
+    until: int | None = None,
     progress: Progress | None = None,
 ) -> SplitRef:
     """Write (or reuse) ``SNAPSHOT/splits/SPLIT/``: train.parquet, test.parquet, manifest.json.
 
     Reads the snapshot and writes the split folder through :mod:`factorflow.storage.splits`;
-    the test rows are chosen by the pure masks above.
+    the test rows are chosen by the pure masks above. ``until`` (temporal with a ``cutoff``)
+    bounds the test window (:func:`window_masks`); the rows after it are left out of both parts.
     """
     import pyarrow as pa
 
     sid = split_id(
-        kind, test_fraction=test_fraction, seed=seed, cutoff=cutoff, per_user=per_user, k=k, by=by
+        kind, test_fraction=test_fraction, seed=seed, cutoff=cutoff, per_user=per_user, k=k, by=by, until=until
     )
     source = open_snapshot(snapshot)
     existing = find_split(source, sid)
@@ -250,13 +279,18 @@ def make_split(
         i = ratings.column("item_idx").to_numpy()
         ts = ratings.column("timestamp").to_numpy()
         report(progress, 1, steps, "splitting")
-        if kind == "random":
-            mask = random_mask(u.size, test_fraction, seed)
-        elif kind == "temporal":
-            mask = temporal_mask(u, i, ts, cutoff=cutoff, test_fraction=test_fraction, per_user=per_user)
+        if until is not None:  # a bounded window: rows after it are in neither part
+            assert cutoff is not None  # split_id checked it
+            in_train, mask = window_masks(ts, cutoff, until)
         else:
-            mask = user_holdout_mask(u, i, ts, k, by, seed)
-        train = ratings.filter(pa.array(~mask))
+            if kind == "random":
+                mask = random_mask(u.size, test_fraction, seed)
+            elif kind == "temporal":
+                mask = temporal_mask(u, i, ts, cutoff=cutoff, test_fraction=test_fraction, per_user=per_user)
+            else:
+                mask = user_holdout_mask(u, i, ts, k, by, seed)
+            in_train = ~mask
+        train = ratings.filter(pa.array(in_train))
         test = ratings.filter(pa.array(mask))
     _check_not_empty(sid, kind, train.num_rows, test.num_rows, cutoff)
     report(progress, 2, steps, "flagging cold-start rows")
@@ -270,7 +304,8 @@ def make_split(
     uses_seed = kind == "random" or (kind == "user-holdout" and by == "random")
     params: dict[str, Any] = {
         "random": {"test_fraction": test_fraction},
-        "temporal": {"cutoff": cutoff} if cutoff is not None
+        "temporal": ({"cutoff": cutoff} if until is None else {"cutoff": cutoff, "until": until})
+        if cutoff is not None
         else {"test_fraction": test_fraction, "per_user": per_user},
         "user-holdout": {"k": k, "by": by},
         "given": {},
@@ -291,6 +326,8 @@ def make_split(
         "dataset": source.dataset,
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
+    if until is not None:  # the rows after the window: in neither part
+        manifest["n_excluded"] = ratings.num_rows - train.num_rows - test.num_rows
     report(progress, 3, steps, "writing")
     ref = write_split(source, sid, train, test, manifest)
     if not ref.reused:  # else a concurrent writer published the same split first

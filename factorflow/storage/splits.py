@@ -6,7 +6,10 @@ checksums; the folder is written atomically (:func:`factorflow.storage.fs.atomic
 :class:`SplitRef` is the small, JSON-able handle that tasks pass around.
 
 This module reads a split's source too: the snapshot's ratings (and ``given_test.parquet``
-of a two-file ingest). Choosing the test rows is pure maths in :mod:`factorflow.data.splits`,
+of a two-file ingest; :func:`read_snapshot_timestamps` reads only their times, for a backfill's
+windows). A bounded temporal split (``temporal-cut{c}-to{e}``, a backfill's window) is stored
+like any other; its manifest adds ``params.until`` and ``n_excluded`` (the rows after the window,
+in neither part). Choosing the test rows is pure maths in :mod:`factorflow.data.splits`,
 whose ``make_split`` composes these reads and :func:`write_split`.
 """
 
@@ -106,6 +109,14 @@ def read_snapshot_ratings(source: SnapshotFolder) -> pa.Table:
     """The snapshot's ``ratings.parquet`` (:data:`RATING_COLUMNS`), checked against its manifest."""
     path = layout.snapshot_file(source.path, layout.RATINGS_FILE)
     return pqio.read_table(source.fs, path, RATING_COLUMNS, files=source.manifest.get("files"))
+
+
+def read_snapshot_timestamps(source: SnapshotFolder) -> np.ndarray:
+    """The ``timestamp`` column (int64) of the snapshot's ratings, in row order, checked against its
+    manifest: what a backfill counts its train and test windows from without reading the rest."""
+    path = layout.snapshot_file(source.path, layout.RATINGS_FILE)
+    table = pqio.read_table(source.fs, path, ["timestamp"], files=source.manifest.get("files"))
+    return table.column("timestamp").to_numpy().astype(np.int64, copy=False)
 
 
 def read_given_test(source: SnapshotFolder) -> pa.Table | None:
