@@ -13,6 +13,12 @@ A sweep is a user half-sweep (every (w_i, b_i) solved jointly given U, c) then a
 half-sweep (every (u_j, c_j) given W, b), each one call of the row-block kernel
 :func:`solve_block` over a whole CSR. The Dask driver calls the same kernel per
 partition block, so serial and parallel fits agree.
+
+Warm start: :meth:`ALS.set_initial` gives the next fit starting factors for some rows (e.g. the
+published CURRENT's, matched by raw id); :meth:`ALS.init_sides` — which the serial fit and the
+Dask driver both start from — overwrites the random start of those rows with them. Since the
+first user half-sweep solves every (w_i, b_i) given (U, c), it is the item side's start that
+carries over.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from factorflow.errors import check_param
+from factorflow.errors import ParameterError, check_param
 from factorflow.factors import FactorArrays
 from factorflow.models.base import StepCallback, check_fold_in, config_params, is_int, is_number
 from factorflow.models.loop import fit_serial, step_message, train_csr_parts
@@ -140,6 +146,26 @@ class ALS:
         self.config = config if config is not None else ALSConfig()
         self.history: list[dict[str, Any]] = []
         self._factors: FactorArrays | None = None
+        self._initial: tuple[FactorArrays, np.ndarray, np.ndarray] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled for every block task of the Dask driver: without the (driver-only) initial factors."""
+        state = dict(self.__dict__)
+        state["_initial"] = None
+        return state
+
+    # --- warm start ---------------------------------------------------------------------------
+
+    def set_initial(self, factors: FactorArrays, user_known: np.ndarray, item_known: np.ndarray) -> None:
+        """Start the next fit from ``factors`` (in the fit's dense index space) on the rows where
+        ``user_known`` / ``item_known`` is true; the other rows keep :func:`init_factors`' start.
+        ParameterError when the rank is not ``config.rank``."""
+        if factors.rank != self.config.rank:
+            raise ParameterError(f"initial factors: rank {factors.rank} is not the model's rank {self.config.rank}")
+        user_known, item_known = np.asarray(user_known, dtype=bool), np.asarray(item_known, dtype=bool)
+        if user_known.shape != (factors.n_users,) or item_known.shape != (factors.n_items,):
+            raise ParameterError("initial factors: the known-row masks must have one entry per user / item")
+        self._initial = (factors, user_known, item_known)
 
     # --- BlockAlternating -------------------------------------------------------------------
 
@@ -147,7 +173,17 @@ class ALS:
         return self.config.sweeps
 
     def init_sides(self, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return init_factors(self.config, n_users, n_items)
+        """:func:`init_factors`, with the rows given to :meth:`set_initial` (if any) taken from there."""
+        w, b, u, c = init_factors(self.config, n_users, n_items)
+        if self._initial is None:
+            return w, b, u, c
+        f, users, items = self._initial
+        if (f.n_users, f.n_items) != (n_users, n_items):
+            raise ParameterError(f"initial factors: shape {(f.n_users, f.n_items)} users×items is not the fit's "
+                                 f"{(n_users, n_items)}")
+        w[users], b[users] = f.user_factors[users], f.user_bias[users]
+        u[items], c[items] = f.item_factors[items], f.item_bias[items]
+        return w, b, u, c
 
     def solve_rows(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
                    other: tuple[np.ndarray, np.ndarray], mu: float, context: Any = None,

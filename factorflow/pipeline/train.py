@@ -19,6 +19,7 @@ from factorflow.evaluation.metrics import rating_metrics
 from factorflow.factors import FactorArrays
 from factorflow.models.base import BlockAlternating, MemoryBounded, NetworkScored
 from factorflow.models.registry import as_config, make_model, model_class, supports
+from factorflow.pipeline.champion import WarmStart, warm_start_from_current
 from factorflow.progress import Progress
 from factorflow.storage.splits import SplitRef, read_test, train_csr
 
@@ -95,18 +96,23 @@ def train_model(
     client: Any = None,
     rating_range: tuple[float, float] = (0.5, 5.0),
     progress: Progress | None = None,
+    warm_start: WarmStart | None = None,
 ) -> TrainResult:
     """Fit the model of ``config`` (a config object, or a kind name for its defaults) on
     ``split``'s train part.
 
     A :class:`~factorflow.models.base.BlockAlternating` model with a Dask ``client`` and
     ``partitions`` runs on the block driver; otherwise its own serial ``fit`` runs on the train
-    CSR. Both give the same factors for a seed.
+    CSR. Both give the same factors for a seed. With ``warm_start`` the fit starts from the
+    published CURRENT's factors matched by raw id where it can
+    (:func:`factorflow.pipeline.champion.warm_start_from_current`); what happened is in the
+    result's ``fit["warm_start"]`` (``from`` a version, or ``skipped`` and why: a cold start).
     """
     config = as_config(config)
     n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
     check_fit_memory(config, int(split.manifest["n_users"]), int(split.manifest["n_items"]), n_workers)
     model = make_model(config)
+    warm = warm_start_from_current(model, warm_start) if warm_start is not None else None
     callback = rmse_callback(test_arrays(split), rating_range)
     if client is not None and partitions is not None and isinstance(model, BlockAlternating):
         from factorflow.parallel.block_driver import fit_blocks
@@ -120,12 +126,14 @@ def train_model(
         from factorflow.serving.network import network_to_bytes
 
         network = network_to_bytes(model.network())
-    return TrainResult(model.factors(), list(model.history), model.params(), model.kind,
-                       fit_info() if fit_info else {}, network)
+    fit = dict(fit_info()) if fit_info else {}
+    if warm is not None:
+        fit["warm_start"] = warm
+    return TrainResult(model.factors(), list(model.history), model.params(), model.kind, fit, network)
 
 
 def train_and_save(config: Any, split: SplitRef, run: Any, rating_range: tuple[float, float],
-                   progress: Progress | None = None) -> tuple[Any, float]:
+                   progress: Progress | None = None, warm_start: WarmStart | None = None) -> tuple[Any, float]:
     """Fit serially (the flow's process, or a Dask worker) and write the result into the run
     folder; returns (the run with what was trained, the fit's wall seconds)."""
     import time
@@ -133,7 +141,7 @@ def train_and_save(config: Any, split: SplitRef, run: Any, rating_range: tuple[f
     from factorflow.storage.scratch import save_trained
 
     started = time.perf_counter()
-    result = train_model(config, split, rating_range=rating_range, progress=progress)
+    result = train_model(config, split, rating_range=rating_range, progress=progress, warm_start=warm_start)
     seconds = time.perf_counter() - started
     run = run.trained(result.kind, result.params, 0, seconds=seconds, fit=result.fit)
     save_trained(run, result.factors, result.history, result.network)

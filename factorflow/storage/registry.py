@@ -435,6 +435,13 @@ def _missing_model(store: str, name: str) -> NotFoundError:
                          f"--store {store} --name {name}` to publish one{have}")
 
 
+def named_current(store: str, name: str) -> str | None:
+    """What CURRENT names, unchecked (None when the model has no CURRENT file)."""
+    check_name(name)
+    fs, root = fsio.open_store(store)
+    return _read_current(fs, root, name)
+
+
 def current_version(store: str, name: str) -> str:
     """The version CURRENT names (NotFoundError with a hint when there is none)."""
     check_name(name)
