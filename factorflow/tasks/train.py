@@ -10,6 +10,7 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from factorflow.config import ComputeOptions
+from factorflow.pipeline.champion import WarmStart
 from factorflow.storage.partitions import PartitionsRef
 from factorflow.storage.runs import RunRef
 from factorflow.storage.splits import SplitRef
@@ -31,8 +32,12 @@ def open_run_task(store: str, run_id: str) -> RunRef:
 
 @task(name="train", retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_io_error)
 def train_task(config: Any, split: SplitRef, partitions: PartitionsRef | None, compute: ComputeOptions,
-               run: RunRef, rating_range: tuple[float, float]) -> RunRef:
+               run: RunRef, rating_range: tuple[float, float], warm_start: WarmStart | None = None) -> RunRef:
     """Fit ``config``'s model and write its arrays and learning curve into the run folder.
+
+    With ``warm_start`` (``retrain --warm-start``) the fit starts from the published CURRENT's
+    factors matched by raw id (:func:`factorflow.pipeline.champion.warm_start_from_current`); the
+    log says from which version and how many users/items it knew, or why it started cold.
 
     With ``partitions`` (a model with a block kernel) the fit runs on a Dask cluster: the one at
     ``compute.dask_address`` (e.g. shared by the fits of a ``compare`` flow, see
@@ -49,7 +54,9 @@ def train_task(config: Any, split: SplitRef, partitions: PartitionsRef | None, c
     if partitions is None:
         if compute.device == "gpu":
             return _train_gpu(config, split, compute, run, rating_range, progress)
-        return train_and_save(config, split, run, rating_range, progress)[0]
+        run = train_and_save(config, split, run, rating_range, progress, warm_start)[0]
+        _log_warm_start(run)
+        return run
     if compute.device == "gpu":
         logger.info("--device gpu: %s runs on its block kernel on the Dask workers (CPU)", config.kind)
     with dask_client(compute.dask_address, compute.n_workers) as client:
@@ -58,11 +65,24 @@ def train_task(config: Any, split: SplitRef, partitions: PartitionsRef | None, c
                     len(partitions.manifest["user"]))
         started = time.perf_counter()
         result = train_model(config, split, partitions=partitions, client=client,
-                             rating_range=rating_range, progress=progress)
+                             rating_range=rating_range, progress=progress, warm_start=warm_start)
         seconds = time.perf_counter() - started
     run = run.trained(result.kind, result.params, n_workers, seconds=seconds, fit=result.fit)
     save_trained(run, result.factors, result.history, result.network)
+    _log_warm_start(run)
     return run
+
+
+def _log_warm_start(run: RunRef) -> None:
+    warm = run.fit.get("warm_start")
+    if not warm:
+        return
+    if "skipped" in warm:
+        get_run_logger().warning("warm start: %s", warm["skipped"])
+    else:
+        get_run_logger().info("warm start from CURRENT %s: %d of %d users and %d of %d items matched by raw id "
+                              "(the rest start random)", warm["from"], warm["users"], warm["n_users"],
+                              warm["items"], warm["n_items"])
 
 
 def _train_gpu(config: Any, split: SplitRef, compute: ComputeOptions, run: RunRef,
