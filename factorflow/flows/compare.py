@@ -117,7 +117,8 @@ def compare_flow(source: str, store: str = "ff-store", models: list[str | ModelC
                 recs = named(batch_recommend_task, "batch-recommend").submit(trained, split_ref, snapshot,
                                                                              params.top_n)
                 version = named(publish_task, "publish").submit(store, k, trained, metrics, snapshot, split_ref,
-                                                                parts, recs, params.item_titles, rating_range)
+                                                                parts, recs, params.item_titles, rating_range,
+                                                                params.publish)
             chains[k] = [("open-run", run), ("train", trained), ("evaluate", metrics), ("batch-recommend", recs),
                          ("publish", version)]
         wait([f for steps in chains.values() for _, f in steps if f is not None])

@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 
 from factorflow.config import RetrainParams
 from factorflow.models.registry import as_config, config_type
+from factorflow.pipeline.champion import WarmStart
 from factorflow.storage.fs import store_url
 from factorflow.tasks.data import ingest_and_split, partition
 from factorflow.tasks.evaluate import evaluate_task
@@ -42,12 +43,13 @@ def retrain_flow(source: str, store: str = "ff-store", model: str | ModelConfig 
     rating_range = tuple(snapshot.manifest["rating_range"])
     partitions = partition(split_ref, params.compute.n_blocks) if distributable(config) else None
 
+    warm = WarmStart(store, name, snapshot) if params.warm_start else None  # from CURRENT, by raw id
     run = open_run_task(store, str(flow_run.get_id() or "local"))
-    run = train_task(config, split_ref, partitions, params.compute, run, rating_range)
+    run = train_task(config, split_ref, partitions, params.compute, run, rating_range, warm)
     metrics = evaluate_task(run, split_ref, rating_range, params.top_n)
     recs = batch_recommend_task(run, split_ref, snapshot, params.top_n)
     version = publish_task(store, name, run, metrics, snapshot, split_ref, partitions, recs,
-                           params.item_titles, rating_range)
+                           params.item_titles, rating_range, params.publish)
     test = metrics["test"]
     logger.info("model %s version %s: test RMSE %.4f (split %s); bias baseline %.4f",
                 name, version, test["rmse"], split_ref.split, metrics["baselines"]["bias"]["rmse"])
