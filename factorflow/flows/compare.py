@@ -26,6 +26,7 @@ from factorflow.errors import FactorflowError, ModelRejectedError, ParameterErro
 from factorflow.models.base import config_params
 from factorflow.models.registry import as_config, config_type
 from factorflow.storage.fs import store_url
+from factorflow.tasks._runner import ClusterTaskRunner
 from factorflow.tasks.data import ingest_and_split, partition
 from factorflow.tasks.evaluate import evaluate_task
 from factorflow.tasks.leaderboard import leaderboard_task
@@ -75,7 +76,7 @@ def _outcome(kind: str, steps: list[tuple[str, PrefectFuture | None]]) -> dict[s
     return out
 
 
-@flow(name="compare", log_prints=True)
+@flow(name="compare", log_prints=True, task_runner=ClusterTaskRunner())
 def compare_flow(source: str, store: str = "ff-store", models: list[str | ModelConfig] | None = None,
                  params: RetrainParams = RetrainParams(), publish: bool = False) -> dict[str, Any]:
     """Train every model of ``models`` (kinds with their registered defaults, or configs such as

@@ -16,6 +16,7 @@ from factorflow.config import RetrainParams
 from factorflow.models.registry import as_config, config_type
 from factorflow.pipeline.champion import WarmStart
 from factorflow.storage.fs import store_url
+from factorflow.tasks._runner import ClusterTaskRunner
 from factorflow.tasks.data import ingest_and_split, partition
 from factorflow.tasks.evaluate import evaluate_task
 from factorflow.tasks.publish import publish_task
@@ -25,7 +26,7 @@ from factorflow.tasks.train import open_run_task, train_task
 ModelConfig = config_type()  # the registered kinds' configs, discriminated by "kind"
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=True, task_runner=ClusterTaskRunner())
 def retrain_flow(source: str, store: str = "ff-store", model: str | ModelConfig = "als", name: str | None = None,
                  params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     """Retrain ``model`` on ``source`` and publish it as model ``name`` (default: the kind) in ``store``.
@@ -43,13 +44,14 @@ def retrain_flow(source: str, store: str = "ff-store", model: str | ModelConfig 
     rating_range = tuple(snapshot.manifest["rating_range"])
     partitions = partition(split_ref, params.compute.n_blocks) if distributable(config) else None
 
+    # submitted to the task runner (the Dask cluster's workers when there is one), one at a time
     warm = WarmStart(store, name, snapshot) if params.warm_start else None  # from CURRENT, by raw id
-    run = open_run_task(store, str(flow_run.get_id() or "local"))
-    run = train_task(config, split_ref, partitions, params.compute, run, rating_range, warm)
-    metrics = evaluate_task(run, split_ref, rating_range, params.top_n)
-    recs = batch_recommend_task(run, split_ref, snapshot, params.top_n)
-    version = publish_task(store, name, run, metrics, snapshot, split_ref, partitions, recs,
-                           params.item_titles, rating_range, params.publish)
+    run = open_run_task.submit(store, str(flow_run.get_id() or "local")).result()
+    run = train_task.submit(config, split_ref, partitions, params.compute, run, rating_range, warm).result()
+    metrics = evaluate_task.submit(run, split_ref, rating_range, params.top_n).result()
+    recs = batch_recommend_task.submit(run, split_ref, snapshot, params.top_n).result()
+    version = publish_task.submit(store, name, run, metrics, snapshot, split_ref, partitions, recs,
+                                  params.item_titles, rating_range, params.publish).result()
     test = metrics["test"]
     logger.info("model %s version %s: test RMSE %.4f (split %s); bias baseline %.4f",
                 name, version, test["rmse"], split_ref.split, metrics["baselines"]["bias"]["rmse"])

@@ -1,8 +1,15 @@
 """Getting a ``dask.distributed`` client: an existing cluster or a LocalCluster sized to the machine.
 
 The address comes from the ``address`` argument, else ``$FACTORFLOW_DASK_ADDRESS``, else
-``$DASK_SCHEDULER_ADDRESS``; with none, a LocalCluster of one single-threaded worker process
-per core is started (ALS kernels are single-threaded numba code, so processes scale them).
+``$DASK_SCHEDULER_ADDRESS``, else — when this code runs inside a Dask worker (a task of
+Prefect's Dask task runner) — that worker's own scheduler; with none, a LocalCluster of one
+single-threaded worker process per core is started (ALS kernels are single-threaded numba
+code, so processes scale them).
+
+Inside a worker, a fit on the worker's own cluster drives its block tasks through
+``distributed.worker_client()``, which secedes the task's thread from the worker's pool while it
+waits: a train task blocking a single-threaded worker would otherwise leave no thread for the
+block tasks it waits for (two concurrent fits on two such workers never finished).
 """
 
 from __future__ import annotations
@@ -11,8 +18,9 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, worker_client
 
 from factorflow.errors import ParameterError
 
@@ -20,13 +28,33 @@ ADDRESS_ENV = ("FACTORFLOW_DASK_ADDRESS", "DASK_SCHEDULER_ADDRESS")
 
 
 def resolve_address(address: str | None = None) -> str | None:
-    """The scheduler address to connect to, or None for a new LocalCluster."""
+    """The scheduler address to connect to (the argument, the environment, else the scheduler of
+    the Dask worker running this code), or None for a new LocalCluster."""
     if address:
         return address
     for var in ADDRESS_ENV:
         if os.environ.get(var):
             return os.environ[var]
-    return None
+    worker = current_worker()
+    return worker.scheduler.address if worker is not None else None
+
+
+def current_worker() -> Any | None:
+    """The ``distributed.Worker`` whose task is running in this thread, or None."""
+    from distributed import get_worker
+
+    try:
+        return get_worker()
+    except ValueError:  # not inside a Dask task
+        return None
+
+
+def same_address(a: str, b: str) -> bool:
+    """Whether two scheduler addresses name the same endpoint (``tcp://`` is the default scheme)."""
+    def norm(addr: str) -> str:
+        return (addr if "://" in addr else f"tcp://{addr}").rstrip("/")
+
+    return norm(a) == norm(b)
 
 
 def default_workers() -> int:
@@ -35,8 +63,18 @@ def default_workers() -> int:
 
 @contextmanager
 def dask_client(address: str | None = None, n_workers: int | None = None) -> Iterator[Client]:
-    """Yield a connected client; a LocalCluster started here is closed on exit."""
+    """Yield a connected client; a LocalCluster started here is closed on exit.
+
+    Inside a task on a Dask worker, with no address or that worker's own scheduler's, the client
+    is the worker's (``worker_client``: the task's thread leaves the worker's pool until the
+    block exits, so the tasks it submits can run on the same worker)."""
     address = resolve_address(address)
+    worker = current_worker()
+    if worker is not None and address is not None and same_address(address, worker.scheduler.address):
+        # a task on this cluster (the Dask task runner's train task): the worker's client, seceded
+        with worker_client() as client:
+            yield client
+        return
     # distributed logs every key it cancels (and benign shutdown races) at INFO: keep warnings only.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     if address:

@@ -50,6 +50,7 @@ def train_task(config: Any, split: SplitRef, partitions: PartitionsRef | None, c
     from factorflow.storage.scratch import save_trained
 
     logger = get_run_logger()
+    logger.info("train %s: running on %s", config.kind, where_running())
     progress = task_progress(f"train {config.kind}", getattr(model_class(config.kind), "step_unit", "step"))
     if partitions is None:
         if compute.device == "gpu":
@@ -83,6 +84,16 @@ def _log_warm_start(run: RunRef) -> None:
         get_run_logger().info("warm start from CURRENT %s: %d of %d users and %d of %d items matched by raw id "
                               "(the rest start random)", warm["from"], warm["users"], warm["n_users"],
                               warm["items"], warm["n_items"])
+
+
+def where_running() -> str:
+    """``Dask worker ADDRESS (pid N)`` inside a task on a Dask worker, else ``the flow's process (pid N)``."""
+    import os
+
+    from factorflow.parallel.cluster import current_worker
+
+    worker = current_worker()
+    return f"Dask worker {worker.address} (pid {os.getpid()})" if worker else f"the flow's process (pid {os.getpid()})"
 
 
 def _train_gpu(config: Any, split: SplitRef, compute: ComputeOptions, run: RunRef,
