@@ -149,6 +149,9 @@ _PIPELINE_OPTIONS: dict[str, tuple[str, str]] = {
     "dask_address": ("compute", "dask_address"), "workers": ("compute", "n_workers"),
     "blocks": ("compute", "n_blocks"), "device": ("compute", "device"), "top_n": ("", "top_n"),
     "titles": ("", "item_titles"),
+    "challenge": ("publish", "challenge"), "rmse_tolerance": ("publish", "rmse_tolerance"),
+    "ndcg_tolerance": ("publish", "ndcg_tolerance"), "keep_versions": ("publish", "keep_versions"),
+    "warm_start": ("", "warm_start"),
 }
 
 
@@ -160,7 +163,9 @@ def retrain(source: str, store: str = "ff-store", model: Any = "als", name: str 
     the published name (default: the kind). ``options`` are the CLI's options as Python names:
     pipeline options (``split``, ``test_fraction``, ``seed``, ``cutoff``, ``per_user``, ``k``, ``by``,
     ``dask_address``, ``workers``, ``blocks``, ``device``, ``top_n``, ``titles``, ``dataset``, ``format``,
-    ``columns``, ``delimiter``, ``rating_range``, ``max_reject_fraction``, ``test_source``) and the
+    ``columns``, ``delimiter``, ``rating_range``, ``max_reject_fraction``, ``test_source``; publishing:
+    ``challenge`` (False: replace CURRENT without comparing), ``rmse_tolerance``, ``ndcg_tolerance``,
+    ``keep_versions``, ``warm_start``) and the
     kind's hyper-parameters named like its options (``rank``, ``reg``, ``sweeps``, ``model_seed``, ...;
     one the kind does not take is a ParameterError). Everything is checked before the flow starts.
     The flow reports to ``$PREFECT_API_URL``, else to a private Prefect API server started for the
@@ -214,9 +219,9 @@ def _retrain_params(options: dict[str, Any]) -> Any:
     """``RetrainParams`` from retrain()'s pipeline options (one-line ParameterError naming the option)."""
     from pydantic import ValidationError
 
-    from factorflow.config import ComputeOptions, IngestOptions, RetrainParams, SplitOptions
+    from factorflow.config import ComputeOptions, IngestOptions, PublishOptions, RetrainParams, SplitOptions
 
-    sections: dict[str, dict[str, Any]] = {"ingest": {}, "split": {}, "compute": {}, "": {}}
+    sections: dict[str, dict[str, Any]] = {"ingest": {}, "split": {}, "compute": {}, "publish": {}, "": {}}
     for key, value in options.items():
         section, field = _PIPELINE_OPTIONS[key]
         sections[section][field] = value
@@ -237,6 +242,7 @@ def _retrain_params(options: dict[str, Any]) -> Any:
         "ingest": build(IngestOptions, "ingest", sections["ingest"]),
         "split": build(SplitOptions, "split", sections["split"]),
         "compute": build(ComputeOptions, "compute", sections["compute"]),
+        "publish": build(PublishOptions, "publish", sections["publish"]),
         **sections[""],
     })
 

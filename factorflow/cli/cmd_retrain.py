@@ -53,6 +53,23 @@ def add_compute_args(p: argparse.ArgumentParser) -> None:
                         "'dask worker --resources GPU=1'; without one it trains on this process (default cpu)")
 
 
+def add_publish_args(p: argparse.ArgumentParser) -> None:
+    """Champion/challenger, retention and warm start (``params_from_args`` reads them)."""
+    g = p.add_argument_group("publishing (champion/challenger, retention, warm start)")
+    g.add_argument("--rmse-tolerance", type=float, default=0.005, metavar="X",
+                   help="CURRENT is replaced only if the new test RMSE is at most CURRENT's + X on the same test "
+                        "data (default 0.005)")
+    g.add_argument("--ndcg-tolerance", type=float, default=0.02, metavar="X",
+                   help="... and the new NDCG@10 at least CURRENT's - X (default 0.02)")
+    g.add_argument("--no-challenge", action="store_true",
+                   help="replace CURRENT without comparing with it (the publish gate still applies)")
+    g.add_argument("--keep-versions", type=int, metavar="K",
+                   help="after publishing, delete all but the newest K versions (never CURRENT or its "
+                        "predecessor; default: keep all)")
+    g.add_argument("--warm-start", action="store_true",
+                   help="start ALS from CURRENT's factors, matched by raw user/item id (new ones start random)")
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """``--model`` and one option per hyper-parameter of every registered model's config.
 
@@ -162,13 +179,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", help="dataset name in the store (default: the source file's stem)")
     add_ingest_args(p)
     add_retrain_args(p)
+    add_publish_args(p)
     p.set_defaults(func=run)
 
 
 def params_from_args(args: argparse.Namespace, dataset: str | None) -> Any:
     from pydantic import ValidationError
 
-    from factorflow.config import ComputeOptions, RetrainParams, SplitOptions
+    from factorflow.config import ComputeOptions, PublishOptions, RetrainParams, SplitOptions
     from factorflow.errors import ParameterError
 
     def build(cls: Any, options: dict[str, str], **values: Any) -> Any:
@@ -182,8 +200,14 @@ def params_from_args(args: argparse.Namespace, dataset: str | None) -> Any:
     compute = build(ComputeOptions, {"n_workers": "--workers", "n_blocks": "--blocks"},
                     dask_address=args.dask_address, n_workers=args.workers, n_blocks=args.blocks,
                     device=getattr(args, "device", "cpu"))
+    publish = build(PublishOptions, {"challenge": "--no-challenge", "keep_versions": "--keep-versions"},
+                    challenge=not getattr(args, "no_challenge", False),
+                    rmse_tolerance=getattr(args, "rmse_tolerance", 0.005),
+                    ndcg_tolerance=getattr(args, "ndcg_tolerance", 0.02),
+                    keep_versions=getattr(args, "keep_versions", None))
     return build(RetrainParams, {"item_titles": "--titles"}, ingest=ingest_options(args, dataset), split=split,
-                 compute=compute, top_n=args.top_n, item_titles=args.titles)
+                 compute=compute, top_n=args.top_n, item_titles=args.titles, publish=publish,
+                 warm_start=getattr(args, "warm_start", False))
 
 
 def print_summary(summary: dict[str, Any], top_n: int, out=sys.stdout) -> None:
