@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from factorflow.config import RetrainParams
+from factorflow.flows.monitoring import monitored, run_name, snapshot_known
 from factorflow.models.registry import as_config, config_type
 from factorflow.pipeline.champion import WarmStart
 from factorflow.storage.fs import store_url
@@ -26,7 +27,8 @@ from factorflow.tasks.train import open_run_task, train_task
 ModelConfig = config_type()  # the registered kinds' configs, discriminated by "kind"
 
 
-@flow(name="retrain", log_prints=True, task_runner=ClusterTaskRunner())
+@flow(name="retrain", log_prints=True, task_runner=ClusterTaskRunner(), flow_run_name=run_name)
+@monitored
 def retrain_flow(source: str, store: str = "ff-store", model: str | ModelConfig = "als", name: str | None = None,
                  params: RetrainParams = RetrainParams()) -> dict[str, Any]:
     """Retrain ``model`` on ``source`` and publish it as model ``name`` (default: the kind) in ``store``.
@@ -41,6 +43,7 @@ def retrain_flow(source: str, store: str = "ff-store", model: str | ModelConfig 
     config = as_config(model)
     name = name or config.kind
     snapshot, split_ref = ingest_and_split(source, store, params)
+    snapshot_known(snapshot)
     rating_range = tuple(snapshot.manifest["rating_range"])
     partitions = partition(split_ref, params.compute.n_blocks) if distributable(config) else None
 
