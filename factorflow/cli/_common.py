@@ -99,10 +99,12 @@ def one_line(exc: Exception, options: dict[str, str] | None = None) -> str:
 def ensure_writable_store(store: str) -> None:
     """Create the store folder and prove a file can be written there, else a one-line error."""
     from factorflow.errors import ParameterError
-    from factorflow.storage.fs import probe_writable
+    from factorflow.storage.fs import StoreAccessError, probe_writable
 
     try:
         probe_writable(store)
+    except StoreAccessError as exc:  # an object store: its message names the URL and what to do
+        raise ParameterError(f"--store {exc}") from None
     except OSError as exc:
         raise ParameterError(f"--store {store}: cannot write there ({exc.strerror or exc}); "
                              "choose a folder you can write to") from None

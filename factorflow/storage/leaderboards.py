@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import posixpath
 from datetime import UTC, datetime
 from typing import Any
@@ -68,13 +67,6 @@ def rows_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> 
     return pa.table(arrays) if arrays else pa.table({})
 
 
-def _replace(fs: Any, tmp: str, path: str) -> None:
-    if fsio.is_local(fs):
-        os.replace(tmp, path)  # atomic on POSIX
-    else:
-        fs.mv(tmp, path)
-
-
 def write_leaderboard(store: str, split: str, rows: list[dict[str, Any]], info: dict[str, Any] | None = None,
                       *, columns: list[str] | None = None, stamp: str | None = None) -> dict[str, str]:
     """Write one leaderboard of split ``split``: ``rows`` (in order) and ``info`` (what they were
@@ -90,14 +82,14 @@ def write_leaderboard(store: str, split: str, rows: list[dict[str, Any]], info: 
     fs, root = fsio.open_store(store)
     stamp = stamp or stamp_now()
     folder = leaderboard_dir(root, split)
-    fs.makedirs(folder, exist_ok=True)
+    fsio.makedirs(fs, folder)
     fsio.sweep_stale_temporaries(fs, folder)
     table = rows_table(rows, columns)
     pq_path = leaderboard_file(root, split, stamp, "parquet")
     tmp = fsio.join(folder, fsio.temporary_name(posixpath.basename(pq_path)))
     try:
         pqio.write_table(fs, tmp, table)
-        _replace(fs, tmp, pq_path)
+        fsio.replace_file(fs, tmp, pq_path)
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp)

@@ -11,6 +11,7 @@ pure maths in :mod:`factorflow.data.partitions`, whose ``build_partitions`` comp
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Iterable
@@ -120,8 +121,10 @@ def write_partitions(
             rows: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
             for side, b, arrays in blocks:
                 name = block_file(side, b)
+                buf = io.BytesIO()  # np.savez seeks; an object store's write stream cannot
+                np.savez(buf, **arrays)
                 with fs.open(layout.block_path(tmp, side, b), "wb") as f:
-                    np.savez(f, **arrays)
+                    f.write(buf.getbuffer())
                 rows[side].append({"block": b, "start": int(arrays["start"]), "stop": int(arrays["stop"]),
                                    "nnz": int(arrays["indptr"][-1]), "file": name})
                 done += 1
@@ -179,7 +182,9 @@ def _read_block(path: str, side: str, b: int) -> RowBlock:
     if not fs.exists(fpath):
         raise NotFoundError(f"{fpath}: no {side} block {b} in partitions {path}")
     verify(fs, fpath, read_json(fs, layout.partitions_manifest(p)).get("files"))
-    with fs.open(fpath, "rb") as f, np.load(f, allow_pickle=False) as z:
+    with fs.open(fpath, "rb") as f:
+        data = io.BytesIO(f.read())  # one read, not a seek per array
+    with np.load(data, allow_pickle=False) as z:
         return RowBlock(
             side=side,
             block=b,

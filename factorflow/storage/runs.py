@@ -71,7 +71,7 @@ def start_run(store: str, run_id: str) -> str:
     """Create ``STORE/runs/RUN_ID/`` with its owner file; return it as a URL the tasks reopen."""
     fs, root = fsio.open_store(store)
     path = run_dir(root, run_id)
-    fs.makedirs(path, exist_ok=True)
+    fsio.makedirs(fs, path)
     fsio.write_json(fs, fsio.join(path, OWNER_FILE), {
         "host": fsio.host_name(), "pid": os.getpid(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -103,13 +103,8 @@ def prune_runs(store: str, keep: int | None = None) -> list[str]:
 
 def _changed(fs, path: str) -> float:
     """Newest modification time of the folder and its files (0 when unknown)."""
-    times = []
-    for p in [path, *fs.ls(path, detail=False)]:
-        try:
-            times.append(fs.modified(p).timestamp())
-        except (OSError, NotImplementedError, ValueError):
-            continue
-    return max(times, default=0.0)
+    times = [fsio.modified_time(fs, p) for p in [path, *fs.ls(path, detail=False)]]
+    return max((t for t in times if t is not None), default=0.0)
 
 
 def _maybe_live(fs, path: str, changed: float, now: float) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 from factorflow.factors import FactorArrays
 from factorflow.storage import layout
 from factorflow.storage import parquet as pqio
-from factorflow.storage.fs import open_path, read_json, url_of, write_json
+from factorflow.storage.fs import makedirs, open_path, read_json, url_of, write_json
 from factorflow.storage.runs import RunRef
 
 
@@ -32,7 +32,7 @@ def save_factors(path: str, factors: FactorArrays) -> None:
         global_mean=np.float64(factors.global_mean),
         **extra,
     )
-    fs.makedirs(posixpath.dirname(p), exist_ok=True)
+    makedirs(fs, posixpath.dirname(p))
     with fs.open(p, "wb") as f:
         f.write(buf.getvalue())
 
