@@ -347,3 +347,58 @@ def test_warm_start_converges_in_fewer_sweeps(data, tmp_path):
 
 def test_train_matrix_matches(data):  # guards the fixture: B really is a different id space
     assert train_csr(data["split_b"]).shape[0] == 240 and train_csr(data["split_a"]).shape[0] == 300
+
+
+# ---------------------------------------------------------------- the CLI (in process: no flow runs)
+
+
+def test_cli_models_actions(tmp_path, capsys):
+    from factorflow.cli import main
+
+    store = str(tmp_path)
+    v1, v2, v3 = (_publish_plain(store, s) for s in (1, 2, 3))
+    body = {"status": "rejected", "rejected_because": ["worse"],
+            "challenge": {"decision": "rejected", "reason": "worse"}}
+    rejected = _publish_plain(store, 4, set_current=False, body=body)
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main(["models", *args, "--store", store])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    code, out, _ = cli("list", "--json")  # one model: --model may be left out
+    assert code == 0 and [(r["version"], r["current"], r["status"]) for r in json.loads(out)] == [
+        (v1, False, "published"), (v2, False, "published"), (v3, True, "published"), (rejected, False, "rejected")]
+    code, out, _ = cli("show", rejected, "--json")
+    shown = json.loads(out)
+    assert code == 0 and shown["status"] == "rejected" and shown["rejected_because"] == ["worse"]
+    assert shown["challenge"]["decision"] == "rejected" and "user_factors.parquet" in shown["files"]
+    code, out, _ = cli("show")
+    assert code == 0 and f"version {v3}  (CURRENT)" in out
+    assert cli("rollback", "--json")[:2] == (0, json.dumps({"model": "h", "action": "rollback", "from": v3,
+                                                            "current": v2}) + "\n")
+    code, _, err = cli("promote", rejected, "--model", "h")
+    assert code == 2 and err.count("\n") == 1 and "--force" in err
+    assert cli("promote", rejected, "--force", "--reason", "try it")[0] == 0
+    assert reg.current_version(store, "h") == rejected
+    assert cli("rollback")[1] == f"h: CURRENT -> {v2} (rolled back from {rejected})\n"
+    code, out, _ = cli("prune", "--keep", "1", "--json")
+    assert code == 0 and json.loads(out) == {"model": "h", "deleted": [v3], "kept": [v1, v2, rejected]}
+    code, out, _ = cli("history", "--json")
+    assert [e["action"] for e in json.loads(out)] == ["publish"] * 3 + ["rollback", "promote", "rollback"]
+    # the older forms still work
+    assert cli("h", "--set-current", v1)[:2] == (0, f"h: CURRENT -> {v1}\n")
+    code, out, _ = cli("h", "--json")
+    assert code == 0 and [r["current"] for r in json.loads(out)] == [True, False, False]
+    assert cli()[1].split() == ["h", f"current={v1}", "versions=3"]
+    # one-line errors
+    _publish_plain(store, 9, name="other")
+    for args, phrase in ((["rollback"], "--model: the store has 2 models (h, other)"),
+                         (["prune"], "prune: give --keep K"),
+                         (["frobnicate", "--model", "h"], "not an action"),
+                         (["promote", "--model", "h"], "promote: give the VERSION"),
+                         (["show", "nope", "--model", "h"], "not a complete version"),
+                         (["rollback", "--model", "other"], "nothing to roll back to")):
+        code, _, err = cli(*args)
+        assert code == 2 and err.count("\n") == 1 and phrase in err, (args, err)
+    assert cli("show", v2)[0] == 0  # the version names its model
