@@ -31,6 +31,7 @@ from prefect.runtime import flow_run
 
 from factorflow.config import RetrainParams
 from factorflow.errors import FactorflowError, ParameterError
+from factorflow.flows.monitoring import monitored, run_name, snapshot_known
 from factorflow.models.base import config_params
 from factorflow.models.registry import as_config, config_type
 from factorflow.storage.fs import store_url
@@ -47,14 +48,6 @@ from factorflow.tasks.recommend import batch_recommend_task
 from factorflow.tasks.train import open_run_task, shared_compute, train_task
 
 ModelConfig = config_type()  # the registered kinds' configs, discriminated by "kind"
-
-
-def _run_name() -> str:
-    """``backfill-KIND-START..END-every-EVERY``: the flow run's name in the UI."""
-    p = flow_run.parameters or {}
-    m = p.get("model", "als")
-    kind = m if isinstance(m, str) else (m.get("kind") if isinstance(m, dict) else getattr(m, "kind", "model"))
-    return f"backfill-{kind}-{p.get('start')}..{p.get('end')}-every-{p.get('every', '30d')}"
 
 
 def _chain_row(entry: dict[str, Any], steps: list[tuple[str, PrefectFuture | None]]) -> dict[str, Any]:
@@ -75,7 +68,8 @@ def _chain_row(entry: dict[str, Any], steps: list[tuple[str, PrefectFuture | Non
     return backfill_row(entry, steps[-1][1].result())
 
 
-@flow(name="backfill", log_prints=True, flow_run_name=_run_name)
+@flow(name="backfill", log_prints=True, flow_run_name=run_name)
+@monitored
 def backfill_flow(source: str, store: str, start: str, end: str, every: str = "30d",
                   model: str | ModelConfig = "als", params: RetrainParams = RetrainParams(), publish: bool = False,
                   name: str | None = None) -> dict[str, Any]:
@@ -112,14 +106,16 @@ def backfill_flow(source: str, store: str, start: str, end: str, every: str = "3
     windows_from_request(start, end, every)  # a bad range fails before anything is ingested
     snapshot = ingest(source, store, params.ingest.model_copy(
         update={"dataset": params.ingest.dataset or default_name(source)}))
+    snapshot_known(snapshot)
     rating_range = tuple(snapshot.manifest["rating_range"])
     plan = plan_task(store, snapshot, start, end, every, config, params.top_n, publish, name)
     entries = plan["entries"]
     todo = [e for e in entries if e["status"] == "planned"]
     for e in entries:
         if e["status"] == "reused":
-            logger.info("cutoff %s: reused (stored result %s: RMSE %s)", e["label"], e["key"],
-                        e["record"]["metrics"]["test"].get("rmse"))
+            rmse = e["record"]["metrics"]["test"].get("rmse")
+            logger.info("cutoff %s: reused (stored result %s: train %s, test %s ratings, RMSE %s)", e["label"],
+                        e["key"], f"{e['n_train']:,}", f"{e['n_test']:,}", "n/a" if rmse is None else f"{rmse:.4f}")
         elif e["status"] == "skipped":
             logger.warning("cutoff %s: skipped: %s", e["label"], e["note"])
     logger.info("backfill %s: %d cutoffs every %s from %s (%d to train, %d reused, %d skipped)", plan["backfill_id"],

@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 
 from factorflow.config import RetrainParams
 from factorflow.errors import FactorflowError, ModelRejectedError, ParameterError
+from factorflow.flows.monitoring import monitored, run_name, snapshot_known
 from factorflow.models.base import config_params
 from factorflow.models.registry import as_config, config_type
 from factorflow.storage.fs import store_url
@@ -76,7 +77,8 @@ def _outcome(kind: str, steps: list[tuple[str, PrefectFuture | None]]) -> dict[s
     return out
 
 
-@flow(name="compare", log_prints=True, task_runner=ClusterTaskRunner())
+@flow(name="compare", log_prints=True, task_runner=ClusterTaskRunner(), flow_run_name=run_name)
+@monitored
 def compare_flow(source: str, store: str = "ff-store", models: list[str | ModelConfig] | None = None,
                  params: RetrainParams = RetrainParams(), publish: bool = False) -> dict[str, Any]:
     """Train every model of ``models`` (kinds with their registered defaults, or configs such as
@@ -97,6 +99,7 @@ def compare_flow(source: str, store: str = "ff-store", models: list[str | ModelC
     if not configs or len(set(kinds)) != len(kinds):
         raise ParameterError(f"models={kinds!r}: must name at least one kind, each once")
     snapshot, split_ref = ingest_and_split(source, store, params)
+    snapshot_known(snapshot)
     rating_range = tuple(snapshot.manifest["rating_range"])
     on_dask = {c.kind: distributable(c) for c in configs}
     partitions = partition(split_ref, params.compute.n_blocks) if any(on_dask.values()) else None
