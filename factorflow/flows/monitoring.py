@@ -15,7 +15,8 @@ A flow is decorated twice::
   ``factorflow``, ``flow:NAME``, ``model:KIND`` (one per model), ``dataset:NAME``, and
   ``scheduled`` (created by a deployment's schedule) or ``manual``.
 - **Labels** ``factorflow.host``, ``factorflow.pid``, ``factorflow.pid_start``: the process that
-  runs the flow, so :mod:`factorflow.flows.reaper` can tell a killed run from a live one.
+  runs the flow, so :mod:`factorflow.flows.reaper` can tell a killed run from a live one; and
+  each run starts by marking this host's runs whose process is gone ``Crashed``.
 - **Failure**: an exception escaping the body ends the run in a ``Failed`` state whose message is
   ``STEP: REASON`` — ``STEP`` the failed task run (``train``, ``evaluate-als``...), or the flow's
   own name when no task failed — and the same exception still reaches a direct caller (the CLI).
@@ -157,6 +158,14 @@ def _started() -> None:
                    ", ".join(f"{k}={_short(v)}" for k, v in parameters.items()), ", ".join(tags))
 
 
+def _reap_local() -> None:
+    """Mark this host's flow runs whose process is gone Crashed (:mod:`factorflow.flows.reaper`)."""
+    from factorflow.flows.reaper import reap_dead_local_runs
+
+    for dead in reap_dead_local_runs():
+        _logger().warning("flow run %s (%s) marked Crashed: %s", dead.name, dead.id, dead.message)
+
+
 def _short(value: Any, limit: int = 120) -> str:
     text = value.model_dump_json(exclude_defaults=True) if hasattr(value, "model_dump_json") else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -282,6 +291,10 @@ def monitored(fn: F) -> F:
             _started()
         except Exception as exc:  # monitoring never fails a run
             _logger().warning("could not tag the flow run: %s", one_line(exc))
+        try:
+            _reap_local()
+        except Exception as exc:
+            _logger().warning("could not check for crashed flow runs: %s", one_line(exc))
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
