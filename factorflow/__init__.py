@@ -5,6 +5,7 @@ The Python API (:mod:`factorflow.api`) is loaded on first use, so ``import facto
 
     factorflow.load_model(store, name, version=None)   # -> factorflow.api.Model
     factorflow.retrain(source, store="ff-store", model="als", name=None, **options)
+    factorflow.backfill(source, store, start, end, every="30d", model="als", publish=False, **options)
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Model", "__version__", "load_model", "retrain"]
+__all__ = ["Model", "__version__", "backfill", "load_model", "retrain"]
 
-_API = ("Model", "load_model", "retrain")
+_API = ("Model", "backfill", "load_model", "retrain")
 
 
 def __getattr__(name: str) -> Any:

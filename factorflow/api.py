@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from factorflow.serving.topn import Ranked
     from factorflow.storage.registry import PublishedModel
 
-__all__ = ["Model", "load_model", "retrain"]
+__all__ = ["Model", "backfill", "load_model", "retrain"]
 
 log = logging.getLogger("factorflow")
 
@@ -182,6 +182,52 @@ def retrain(source: str, store: str = "ff-store", model: Any = "als", name: str 
     _check_request(source, store, name, config, params)
     with prefect_api():
         summary = retrain_flow(source, store, config, name, params)
+    summary["rejects"] = rejects_note(store, summary["dataset"], summary["snapshot"])
+    return summary
+
+
+#: retrain()'s pipeline options a backfill does not take: its cutoffs make the splits; it never switches CURRENT.
+_NOT_FOR_BACKFILL = ("split", "test_fraction", "seed", "cutoff", "per_user", "k", "by", "test_source", "challenge",
+                     "rmse_tolerance", "ndcg_tolerance", "keep_versions", "warm_start")
+
+
+def backfill(source: str, store: str = "ff-store", start: Any = None, end: Any = None, every: str = "30d",
+             model: Any = "als", *, publish: bool = False, name: str | None = None, **options: Any) -> dict[str, Any]:
+    """Run the backfill flow as ``factorflow backfill`` does; return its summary dict.
+
+    For each cutoff ``start, start + every, …`` before ``end`` (ISO dates/datetimes in UTC, or
+    ``date``/``datetime`` objects; ``every`` like ``30d``, ``12h``, ``1w``, ``3mo``, ``1y``) the
+    model is trained on the ratings before the cutoff and evaluated on the window after it
+    (:mod:`factorflow.flows.backfill`). ``model`` and ``options`` are as for :func:`retrain`
+    (hyper-parameters; ``dataset``, ``format``, ..., ``dask_address``, ``workers``, ``blocks``,
+    ``device``, ``top_n``, ``titles``), without the split and publishing options. With ``publish``
+    each cutoff's model is published as a historical version of ``name`` (default: the kind),
+    never as CURRENT. Finished cutoffs are reused by a re-run. The summary has ``rows`` (one per
+    cutoff), ``backfill_id``, ``reused``, ``json``, ``parquet``, ``png``, ``dataset``,
+    ``snapshot``, ``kind``, ``params``, ``store`` and ``rejects``.
+    """
+    from factorflow.cli._prefect_api import prefect_api
+    from factorflow.cli.cmd_retrain import rejects_note
+    from factorflow.flows.backfill import backfill_flow
+    from factorflow.pipeline.backfill import format_instant, parse_instant, windows_from_request
+
+    if start is None or end is None:
+        raise ParameterError(f"{'start' if start is None else 'end'}: required (an ISO date such as 2015-01-01)")
+    refused = [k for k in options if k in _NOT_FOR_BACKFILL]
+    if refused:
+        raise ParameterError(f"{', '.join(refused)}: a backfill does not take {'it' if len(refused) == 1 else 'them'} "
+                             "(its cutoffs make the splits from one ratings file; it never switches CURRENT)")
+    if not isinstance(start, str):
+        start = format_instant(parse_instant(start, "start"))
+    if not isinstance(end, str):
+        end = format_instant(parse_instant(end, "end"))
+    windows_from_request(start, end, every)
+    hyper = {k: v for k, v in options.items() if k not in _PIPELINE_OPTIONS}
+    config = _model_config(model, hyper)
+    params = _retrain_params({k: v for k, v in options.items() if k in _PIPELINE_OPTIONS})
+    _check_request(source, store, name, config, params)
+    with prefect_api():
+        summary = backfill_flow(source, store, start, end, every, config, params, publish, name)
     summary["rejects"] = rejects_note(store, summary["dataset"], summary["snapshot"])
     return summary
 

@@ -299,3 +299,15 @@ def test_a_second_run_reuses_every_cutoff_without_training(backfilled):
     names = asyncio.run(_task_names(second.state_details.flow_run_id))
     assert not [n for n in names if n.startswith(("train-", "split-", "publish-", "evaluate-"))], names
     assert after["backfill_id"] == before["backfill_id"] and after["json"] == before["json"]
+
+
+def test_python_api_checks_before_the_flow(tmp_path):
+    import factorflow
+
+    with pytest.raises(ParameterError, match=r"^end=2014-01-01: must be after start=2015-01-01"):
+        factorflow.backfill("r.csv", str(tmp_path / "s"), "2015-01-01", "2014-01-01")
+    with pytest.raises(ParameterError, match=r"^split: a backfill does not take it"):
+        factorflow.backfill("r.csv", str(tmp_path / "s"), "2015-01-01", "2016-01-01", split="random")
+    with pytest.raises(ParameterError, match=r"^rank=0: must be an integer >= 1"):
+        factorflow.backfill("r.csv", str(tmp_path / "s"), datetime(2015, 1, 1), datetime(2016, 1, 1), rank=0)
+    assert not (tmp_path / "s").exists()
