@@ -402,3 +402,70 @@ def test_cli_models_actions(tmp_path, capsys):
         code, _, err = cli(*args)
         assert code == 2 and err.count("\n") == 1 and phrase in err, (args, err)
     assert cli("show", v2)[0] == 0  # the version names its model
+
+
+# ---------------------------------------------------------------- end to end: the CLI against a real Prefect server
+
+
+async def _failed_run_and_decision(flow_name: str = "retrain"):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    async with get_client() as client:
+        [run] = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["publish-decision"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    return run, artifacts
+
+
+@pytest.mark.slow
+def test_cli_rejects_a_worse_challenger_exit_3_flow_failed_with_artifact(data, tmp_path):
+    """CURRENT published from a good ALS fit; ``factorflow retrain --rank 1 --reg 1e6`` (≈ the bias model)
+    on the same data: exit 3 with one line naming both RMSEs and the split, CURRENT unchanged, the
+    version kept as rejected, and on the Prefect server the flow run Failed with that reason and a
+    ``publish-decision`` artifact saying REJECTED."""
+    import asyncio
+    import shutil
+
+    from cli_env import CLI, error_lines
+    from prefect_server import running_server, use_server
+
+    d = tmp_path
+    src = d / "syn.csv"
+    shutil.copy(data["dir"] / "a.csv", src)
+    store = str(d / "store")
+    from factorflow.data.ingest import ingest_source
+    from factorflow.data.splits import make_split
+
+    snap = ingest_source(str(src), store)  # what the CLI's ingest will find again (same bytes, same options)
+    first = _run(store, snap, make_split(snap, "random", test_fraction=0.2, seed=42), "champion", name="syn")
+    assert first.accepted
+    import subprocess
+
+    with running_server(d / "prefect") as server, use_server(server):
+        proc = subprocess.run(CLI + ["retrain", str(src), "--store", store, "--name", "syn", "--rank", "1",
+                                     "--reg", "1e6", "--sweeps", "2", "--workers", "1"],
+                              capture_output=True, text=True, timeout=900, env=server.env(), stdin=subprocess.DEVNULL)
+        said = f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
+        assert proc.returncode == 3, said
+        [line] = error_lines(proc.stderr)
+        champ_rmse = _meta(store, first.version, "syn")["metrics"]["test"]["rmse"]
+        [rejected] = [v for v in reg.list_versions(store, "syn") if v != first.version]
+        meta = _meta(store, rejected, "syn")
+        assert f"{champ_rmse:.4f}" in line and f"{meta['metrics']['test']['rmse']:.4f}" in line, line
+        assert "split random-f0.2-s42" in line and f"CURRENT still names {first.version}" in line
+        assert reg.current_version(store, "syn") == first.version
+        assert meta["status"] == "rejected" and meta["challenge"]["champion"]["obtained"] == "recorded"
+        run, artifacts = asyncio.run(_failed_run_and_decision())
+    assert run.state.is_failed() and "was not published" in run.state.message, run.state
+    assert f"{champ_rmse:.4f}" in run.state.message
+    [art] = artifacts
+    assert art.type == "markdown" and f"{rejected}: REJECTED" in art.data and first.version in art.data

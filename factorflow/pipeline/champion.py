@@ -185,8 +185,9 @@ def decide(challenger: dict[str, Any], champion: dict[str, Any], options: Publis
     if ch_ndcg is None or cp_ndcg is None:
         passes.append(f"NDCG@10 not compared (challenger {_f(ch_ndcg)}, champion {_f(cp_ndcg)})")
     elif ch_ndcg < cp_ndcg - options.ndcg_tolerance - 1e-12:
+        rmses = "" if fails else f" (test RMSE {_f(ch_rmse)} vs CURRENT's {_f(cp_rmse)})"  # both RMSEs named once
         fails.append(f"its NDCG@10 {ch_ndcg:.4f} is below CURRENT's {cp_ndcg:.4f} by more than the tolerance "
-                     f"{options.ndcg_tolerance:g} (test RMSE {_f(ch_rmse)} vs CURRENT's {_f(cp_rmse)})")
+                     f"{options.ndcg_tolerance:g}{rmses}")
     else:
         passes.append(f"NDCG@10 {ch_ndcg:.4f} vs CURRENT's {cp_ndcg:.4f} (tolerance {options.ndcg_tolerance:g})")
     if fails:
