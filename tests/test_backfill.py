@@ -311,3 +311,38 @@ def test_python_api_checks_before_the_flow(tmp_path):
     with pytest.raises(ParameterError, match=r"^rank=0: must be an integer >= 1"):
         factorflow.backfill("r.csv", str(tmp_path / "s"), datetime(2015, 1, 1), datetime(2016, 1, 1), rank=0)
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_cutoff_is_a_row_and_only_all_failing_fails_the_run(tmp_path, prefect_server):
+    """A damaged split folder (its test.parquet is garbage) fails that cutoff's chain: its row says
+    which step and why, the other cutoffs finish, the run completes; with only that cutoff the run
+    fails, naming it (the table is still written)."""
+    from factorflow.data.ingest import ingest_source
+    from factorflow.data.splits import split_id
+    from factorflow.data.synth import write_synthetic_csv
+    from factorflow.flows.backfill import backfill_flow
+
+    src = tmp_path / "ratings.csv"
+    write_synthetic_csv(str(src), 300, 200, 12_000, seed=1)
+    store = tmp_path / "store"
+    snap = ingest_source(str(src), str(store), "ratings")
+    damaged = Path(snap.path) / "splits" / split_id("temporal", cutoff=ts("2009-01-01"), until=ts("2010-01-01"))
+    damaged.mkdir(parents=True)
+    (damaged / "train.parquet").write_bytes(b"not parquet")
+    (damaged / "test.parquet").write_bytes(b"not parquet")
+    (damaged / "manifest.json").write_text(json.dumps({"split": damaged.name, "kind": "temporal", "n_users": 300,
+                                                       "n_items": 200, "n_train": 5, "n_test": 5}))
+
+    state = backfill_flow(str(src), str(store), START, END, EVERY, "bias", return_state=True)
+    assert state.is_completed(), state.message
+    rows = {r["cutoff"]: r for r in state.result()["rows"]}
+    bad = rows.pop("2009-01-01")
+    assert bad["status"] == "failed" and bad["rmse"] is None and bad["note"].startswith("train: "), bad
+    assert "test.parquet" in bad["note"] and "\n" not in bad["note"]
+    assert [r["status"] for r in rows.values()] == ["evaluated", "evaluated"]
+
+    only_bad = backfill_flow(str(src), str(store), "2009-01-01", "2010-01-01", "1y", "bias", return_state=True)
+    assert only_bad.is_failed()
+    assert "no cutoff finished (1 failed, 0 skipped); cutoff 2009-01-01: train: " in only_bad.message, only_bad.message
+    assert len(list((store / "backfills").glob("*/backfill.json"))) == 2  # the failed run's table is written too
