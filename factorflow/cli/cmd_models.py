@@ -248,7 +248,7 @@ def _show(args: argparse.Namespace, rest: list[str]) -> int:
     lines.append(("files", ", ".join(f"{k} ({v:,} B)" if isinstance(v, int) else k for k, v in d["files"].items())))
     for key, value in lines:
         if value:
-            print(f"  {key + ':':<11}{value}")
+            print(f"  {key + ':':<12}{value}")
     return 0
 
 
