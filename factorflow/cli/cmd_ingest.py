@@ -86,5 +86,5 @@ def summary(ref: SnapshotRef) -> str:
     return (
         f"{ref.name}/{ref.snapshot} ({state}): {m['rows_kept']:,} kept, {m['rows_rejected']:,} rejected, "
         f"{m['rows_duplicate']:,} duplicates{test}; {m['n_users']:,} users, {m['n_items']:,} items; "
-        f"ratings {m['rating_min']}..{m['rating_max']} (scale {low:g}..{high:g}, {how}) -> {ref.path}"
+        f"ratings {m['rating_min']}..{m['rating_max']} (scale {low:g}..{high:g}, {how}) -> {ref.url}"
     )

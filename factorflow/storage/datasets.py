@@ -14,7 +14,7 @@ from typing import Any
 from factorflow.errors import NotFoundError, ParameterError
 from factorflow.storage import layout
 from factorflow.storage import parquet as pqio
-from factorflow.storage.fs import open_store, read_json
+from factorflow.storage.fs import open_store, read_json, url_of
 from factorflow.storage.layout import (
     GIVEN_TEST_FILE,
     ITEMS_FILE,
@@ -55,8 +55,14 @@ class SnapshotRef:
         )
 
     def file(self, filename: str) -> str:
-        """Path of ``filename`` inside the snapshot folder."""
+        """Path of ``filename`` inside the snapshot folder (on the store's filesystem)."""
         return layout.snapshot_file(self.path, filename)
+
+    @property
+    def url(self) -> str:
+        """The snapshot folder as a URL (``s3://...`` on an object store; the path when local)."""
+        fs, _ = open_store(self.store)
+        return url_of(fs, self.path)
 
 
 def _listdir_names(fs: Any, path: str) -> list[str]:

@@ -254,7 +254,7 @@ def describe_rejects(ref: SnapshotRef) -> str | None:
         return None
     reasons = sorted((m.get("rejects_by_reason") or {}).items(), key=lambda rc: (-rc[1], rc[0]))
     detail = f" ({', '.join(f'{c:,} {r}' for r, c in reasons)})" if reasons else ""
-    return f"{n:,} row{'s' if n != 1 else ''} rejected{detail}; see {ref.file(ds.REJECTS_FILE)}"
+    return f"{n:,} row{'s' if n != 1 else ''} rejected{detail}; see {posixpath.join(ref.url, ds.REJECTS_FILE)}"
 
 
 def _check_rejects(rows: FileRows, max_fraction: float) -> None:
