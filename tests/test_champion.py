@@ -469,3 +469,33 @@ def test_cli_rejects_a_worse_challenger_exit_3_flow_failed_with_artifact(data, t
     assert f"{champ_rmse:.4f}" in run.state.message
     [art] = artifacts
     assert art.type == "markdown" and f"{rejected}: REJECTED" in art.data and first.version in art.data
+
+
+def test_network_served_champion_rescored_by_raw_id(data, tmp_path):
+    """A keras-deep CURRENT (served by its network.keras) rescored on snapshot B: its network scores the
+    pairs it knows, μ + known biases the rest; equal to that computed row by row."""
+    from factorflow.serving.published import scorer
+
+    store = str(tmp_path / "s")
+    config = make_config("keras-deep", {"rank": 8, "hidden": "16", "epochs": 2, "batch_size": 512, "lr": 0.01})
+    run, _ = train_and_save(config, data["split_a"], open_run(store, "deep"), RANGE)
+    metrics, _, _ = evaluate_run(run, data["split_a"], rating_range=RANGE)
+    first = publish_decided(store, "deep", run, metrics, data["snap_a"], data["split_a"], None, None, None, RANGE)
+    champion = reg.load_model(store, "deep")
+    assert first.accepted and champion.model_json["serving"] == "network"
+    got, how = ch.champion_metrics(champion, data["snap_b"], data["split_b"], RANGE)
+    test = read_test(data["split_b"])
+    users = read_ids(data["snap_b"], "user").column("user_id").to_pylist()
+    items = read_ids(data["snap_b"], "item").column("item_id").to_pylist()
+    cu = np.array([champion.user_index(users[u]) if champion.user_index(users[u]) is not None else -1
+                   for u in test.column("user_idx").to_pylist()])
+    ci = np.array([champion.item_index(items[i]) if champion.item_index(items[i]) is not None else -1
+                   for i in test.column("item_idx").to_pylist()])
+    f = champion.factors
+    pred = f.global_mean + np.where(cu >= 0, f.user_bias[cu], 0.0) + np.where(ci >= 0, f.item_bias[ci], 0.0)
+    both = (cu >= 0) & (ci >= 0)
+    pred[both] = scorer(champion).score_pairs(cu[both], ci[both])
+    err = np.clip(pred, *RANGE) - test.column("rating").to_numpy()
+    assert how == "rescored" and 0 < both.sum() < len(both)
+    assert got["rmse"] == pytest.approx(float(np.sqrt(np.mean(err ** 2))), rel=1e-6)
+    assert 0 < got["ndcg@10"] <= 1
