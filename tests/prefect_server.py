@@ -1,11 +1,13 @@
 """A real ``prefect server start`` on a free 127.0.0.1 port, for the integration tests.
 
 ``running_server(directory)`` starts the server with its own ``PREFECT_HOME`` and SQLite
-database under ``directory``, polls ``/api/health`` until it answers (a loaded machine takes
+database under ``directory`` (a copy of an empty database migrated once per Prefect version,
+:func:`migrated_database`), polls ``/api/health`` until it answers (a loaded machine takes
 minutes: ``$FACTORFLOW_TEST_SERVER_TIMEOUT``, default 600 s), yields a :class:`PrefectServer`,
 and stops the server's whole process group at the end whatever happens (SIGTERM, then
 SIGKILL after 20 s). ``use_server(server)`` points this process's Prefect client at it
-(``PREFECT_API_URL`` in the environment and in Prefect's settings) for the duration.
+(``PREFECT_API_URL`` in the environment and in Prefect's settings) for the duration, and
+drains the logs and events still queued for it before it goes.
 
 A module-scoped fixture is a few lines::
 
@@ -18,10 +20,12 @@ A module-scoped fixture is a few lines::
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -52,6 +56,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def migrated_database() -> Path:
+    """An empty SQLite database with Prefect's migrations applied, made once per Prefect version
+    (``prefect server database upgrade``) and kept in the temp folder: each server starts on a
+    copy instead of migrating a new database (tens of seconds on a loaded machine)."""
+    import prefect
+
+    template = Path(tempfile.gettempdir()) / f"factorflow-test-prefect-{prefect.__version__}.db"
+    if template.exists():
+        return template
+    work = Path(tempfile.mkdtemp(prefix="factorflow-test-prefect-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(work), PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{work / 'new.db'}",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    done = subprocess.run([_prefect_exe(), "server", "database", "upgrade", "-y"], env=env, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"prefect server database upgrade failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    os.replace(work / "new.db", template)  # atomic: a concurrent maker's copy is as good
+    shutil.rmtree(work, ignore_errors=True)
+    return template
+
+
 def _prefect_exe() -> str:
     exe = Path(sys.executable).with_name("prefect")
     return str(exe) if exe.exists() else "prefect"
@@ -74,6 +100,7 @@ def running_server(directory: Path, timeout: float | None = None, ui: bool = Fal
                PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="true" if ui else "false",
                PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false")
     log = directory / "server.log"
+    shutil.copyfile(migrated_database(), directory / "prefect.db")
     with open(log, "ab") as out:
         proc = subprocess.Popen([_prefect_exe(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -120,9 +147,22 @@ def use_server(server: PrefectServer) -> Iterator[None]:
     os.environ["PREFECT_API_URL"] = server.url
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.url}):
-            yield
+            try:
+                yield
+            finally:
+                drain_to_api()
     finally:
         if saved is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = saved
+
+
+def drain_to_api(timeout: float = 30.0) -> None:
+    """Send the logs and events this process still queues for the API, before the server goes."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with suppress(RuntimeError):  # never started
+            worker.drain_all(timeout=timeout)
