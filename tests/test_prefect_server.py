@@ -130,7 +130,7 @@ def test_retrain_artifacts_equal_the_stored_metrics(retrained):
     assert "publish-decision" in by_key
 
 
-def test_a_dead_runs_is_marked_crashed_when_a_flow_starts(retrained, dead_run):
+def test_a_dead_run_is_marked_crashed_when_a_flow_starts(retrained, dead_run):
     run_id, pid = dead_run
     with _client() as client:
         state = client.read_flow_run(run_id).state
