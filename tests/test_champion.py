@@ -304,7 +304,7 @@ def test_warm_start_maps_factors_by_raw_id(tmp_path):
     reg.publish(store, "w", f, users, items, {"kind": "als"})
     src = tmp_path / "r.csv"
     src.write_text("userId,movieId,rating,timestamp\n" + "".join(
-        f"{u},{i},{1 + (u + i) % 5}.0,1\n" for u in (10, 20, 30, 50) for i in (100, 200, 300, 500)))
+        f"{u},{i},{1 + (u // 10 + i // 100) % 5}.0,1\n" for u in (10, 20, 30, 50) for i in (100, 200, 300, 500)))
     snap = ingest_source(str(src), store, "r")  # dense: users 10,20,30,50; items 100,200,300,500
     model = ALS(ALSConfig(rank=k, sweeps=1))
     info = ch.warm_start_from_current(model, ch.WarmStart(store, "w", snap))
