@@ -341,8 +341,8 @@ def test_warm_start_converges_in_fewer_sweeps(data, tmp_path):
     def sweeps_to(history):
         return next(r["sweep"] for r in history if r["objective"] <= final * 1.005)
 
-    assert sweeps_to(warm.history) < sweeps_to(cold.history)
-    assert warm.history[0]["test_rmse"] < cold.history[0]["test_rmse"]
+    assert sweeps_to(warm.history) < sweeps_to(cold.history)  # 2 vs 5 here
+    # (no held-out claim: B's test rows are in A, which CURRENT was fitted on; benchmarks/warm_start.py avoids that)
 
 
 def test_train_matrix_matches(data):  # guards the fixture: B really is a different id space
