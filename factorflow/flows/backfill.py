@@ -6,9 +6,9 @@ models) → open-run → train → evaluate (→ batch-recommend → publish-his
 ``publish``) → record-cutoff → one table (+ plot, artifacts).
 
 Wiring only, following :mod:`factorflow.flows.compare`: the per-cutoff chains are submitted at
-once to the flow's task runner (Prefect's default thread pool; or, unchanged, a
-``DaskTaskRunner`` given with ``backfill_flow.with_options(task_runner=...)``: tasks pass only
-refs, paths and small dicts). The block-driver fits share ONE Dask cluster
+once to the flow's task runner (:class:`~factorflow.tasks._runner.ClusterTaskRunner`: Prefect's
+Dask task runner on the cluster of ``params.compute.dask_address`` or ``$FACTORFLOW_DASK_ADDRESS``,
+else the thread pool; tasks pass only refs, paths and small dicts). The block-driver fits share ONE Dask cluster
 (:func:`factorflow.tasks.train.shared_compute`), started only when some cutoff is trained.
 Splits and partitions are content-addressed folders of the one snapshot, reused when they
 exist; each cutoff trains in its own scratch ``STORE/runs/FLOW_RUN-cutT/``.
@@ -35,6 +35,7 @@ from factorflow.flows.monitoring import monitored, run_name, snapshot_known
 from factorflow.models.base import config_params
 from factorflow.models.registry import as_config, config_type
 from factorflow.storage.fs import store_url
+from factorflow.tasks._runner import ClusterTaskRunner
 from factorflow.tasks.backfill import (
     backfill_table_task,
     plan_task,
@@ -68,7 +69,7 @@ def _chain_row(entry: dict[str, Any], steps: list[tuple[str, PrefectFuture | Non
     return backfill_row(entry, steps[-1][1].result())
 
 
-@flow(name="backfill", log_prints=True, flow_run_name=run_name)
+@flow(name="backfill", log_prints=True, task_runner=ClusterTaskRunner(), flow_run_name=run_name)
 @monitored
 def backfill_flow(source: str, store: str, start: str, end: str, every: str = "30d",
                   model: str | ModelConfig = "als", params: RetrainParams = RetrainParams(), publish: bool = False,
