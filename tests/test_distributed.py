@@ -28,7 +28,7 @@ from dask_cluster import START_TIMEOUT_S, dask_processes
 DATA = Path(__file__).parent / "data" / "ml-latest-small"
 BLOCKS = 4
 ADDRESS_ENV = ("FACTORFLOW_DASK_ADDRESS", "DASK_SCHEDULER_ADDRESS")
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,7 @@ def _logs(task_run_id, pattern: str, timeout: float = 120) -> list[str]:
             time.sleep(0.5)
 
 
+@slow
 def test_both_runs_complete_with_rmse_bound(on_cluster, on_local_cluster):
     for _, state in (on_cluster, on_local_cluster):
         assert state.is_completed(), state
@@ -115,6 +116,7 @@ def test_both_runs_complete_with_rmse_bound(on_cluster, on_local_cluster):
         assert 0 < m["test"]["ndcg@10"] <= 1
 
 
+@slow
 def test_cluster_run_publishes_the_local_cluster_runs_factors(on_cluster, on_local_cluster):
     from factorflow.storage.registry import load_model
 
@@ -129,6 +131,7 @@ def test_cluster_run_publishes_the_local_cluster_runs_factors(on_cluster, on_loc
     assert a.model_json["metrics"]["test"]["rmse"] == pytest.approx(b.model_json["metrics"]["test"]["rmse"], abs=1e-6)
 
 
+@slow
 def test_train_task_ran_on_a_worker_and_reported_to_the_flow_run(on_cluster, cluster):
     """The task runs are the workers' (recorded against the flow run with their log lines: the
     Prefect API reached processes started without PREFECT_API_URL); the train task's pid is a
@@ -155,6 +158,7 @@ def test_train_task_ran_on_a_worker_and_reported_to_the_flow_run(on_cluster, clu
     assert evaluate_logs  # another worker task's lines arrived too
 
 
+@slow
 def test_local_run_trains_on_the_flows_process(on_local_cluster):
     _, state = on_local_cluster
     runs = _task_runs(state)
@@ -162,6 +166,7 @@ def test_local_run_trains_on_the_flows_process(on_local_cluster):
     assert f"train als: running on the flow's process (pid {os.getpid()})" in logs, logs
 
 
+@slow
 def test_published_files(on_cluster):
     store, state = on_cluster
     summary = state.result()
@@ -183,6 +188,7 @@ def test_published_files(on_cluster):
     assert recs.num_rows == 610 * 10
 
 
+@slow
 def test_recommend_returns_unseen_items(on_cluster, capsys):
     from factorflow.cli import main
 
@@ -206,6 +212,7 @@ def test_recommend_returns_unseen_items(on_cluster, capsys):
     assert batch.loc[batch.user_id == 1].sort_values("rank")["item_id"].tolist() == [r["item"] for r in recs]
 
 
+@slow
 def test_two_fits_from_tasks_on_both_single_threaded_workers_finish(on_cluster, cluster):
     """Each worker's only thread runs a task that drives a block fit on this same cluster (as the
     train tasks of a ``compare`` on the Dask task runner do). Holding the threads while the block
@@ -247,6 +254,7 @@ def test_two_fits_from_tasks_on_both_single_threaded_workers_finish(on_cluster, 
         np.testing.assert_allclose(getattr(fa, attr), getattr(fb, attr), rtol=1e-6, atol=1e-7, err_msg=attr)
 
 
+@slow
 def test_compare_runs_its_chains_on_the_cluster(tmp_path, cluster, prefect_server):
     """``compare`` with two block-driver models on the cluster: both train tasks run on workers at
     once (the flow's Dask task runner), sharing the cluster for their blocks; every row evaluated."""
@@ -267,3 +275,30 @@ def test_compare_runs_its_chains_on_the_cluster(tmp_path, cluster, prefect_serve
     for kind in ("als", "pmf"):
         logs = _logs(runs[f"train-{kind}"].id, "running on")
         assert any(m.startswith(f"train {kind}: running on Dask worker ") for m in logs), logs
+
+
+def test_flow_address_precedence(monkeypatch):
+    """The runner's scheduler: its own address, else the flow run's compute options (a
+    RetrainParams or a deployment's dict), else the environment, else none (thread pool)."""
+    from factorflow.config import ComputeOptions, RetrainParams
+    from factorflow.parallel.cluster import same_address
+    from factorflow.tasks._runner import ClusterTaskRunner, flow_address
+
+    for var in ADDRESS_ENV:
+        monkeypatch.delenv(var, raising=False)
+    given = {"source": "x.csv", "params": RetrainParams(compute=ComputeOptions(dask_address="tcp://a:1"))}
+    assert flow_address(None, {"source": "x.csv", "params": RetrainParams()}) is None
+    assert flow_address(None, given) == "tcp://a:1"
+    assert flow_address("tcp://b:2", given) == "tcp://b:2"
+    assert flow_address(None, {"params": {"compute": {"dask_address": "tcp://c:3"}}}) == "tcp://c:3"
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://e:5")
+    assert flow_address(None, {}) == "tcp://e:5"
+    monkeypatch.setenv("FACTORFLOW_DASK_ADDRESS", "tcp://d:4")
+    assert flow_address(None, {}) == "tcp://d:4"
+    assert flow_address(None, given) == "tcp://a:1"
+    assert same_address("127.0.0.1:8786", "tcp://127.0.0.1:8786") and not same_address("tcp://h:1", "tcp://h:2")
+    runner = ClusterTaskRunner("tcp://b:2")
+    assert runner.duplicate() == runner and runner.duplicate() is not runner
+    import pickle
+
+    assert pickle.loads(pickle.dumps(runner)).address == "tcp://b:2"  # travels with its flow to the workers
