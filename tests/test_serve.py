@@ -109,3 +109,54 @@ def test_serve_needs_a_prefect_server(tmp_path):
         "factorflow: error: factorflow serve needs a Prefect server that outlives it: start one with "
         "deploy/start-prefect-server.sh (or `prefect server start`) and export "
         "PREFECT_API_URL=http://127.0.0.1:4200/api"]
+
+
+def test_prefect_yaml_declares_the_deployments_serve_builds():
+    import yaml
+
+    from factorflow.flows.deployments import build_deployments
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "deploy" / "prefect.yaml").read_text())
+    declared = {d["name"]: d for d in spec["deployments"]}
+    built = {d.name: d for d in build_deployments("/data/r.csv", "/store", {"kind": "als", "rank": 8})}
+    assert set(declared) == set(built) == {"nightly-retrain", "backfill", "compare"}
+    for name, d in built.items():
+        assert declared[name]["entrypoint"] == d.entrypoint  # module paths, e.g. factorflow.flows.retrain.retrain_flow
+        assert set(declared[name]["parameters"]) <= set(d._parameter_openapi_schema.properties)
+        assert {"source", "store"} <= set(declared[name]["parameters"])
+    assert declared["nightly-retrain"]["schedules"] == [{"cron": "0 3 * * *", "timezone": "UTC"}]
+    assert built["nightly-retrain"].schedules[0].schedule.cron == "0 3 * * *"
+    assert built["nightly-retrain"].parameters["model"] == {"kind": "als", "rank": 8}
+    assert not built["backfill"].schedules and not built["compare"].schedules
+
+
+def test_deployment_parameters_are_compact_json():
+    from factorflow.config import PublishOptions, RetrainParams
+    from factorflow.flows.deployments import build_deployments, model_parameter, params_parameter
+    from factorflow.models.registry import make_config
+
+    assert model_parameter("als") == model_parameter({"kind": "als", "rank": 50}) == "als"  # 50: the default
+    assert model_parameter(make_config("als", {"rank": 8})) == {"kind": "als", "rank": 8}
+    params = RetrainParams(publish=PublishOptions(keep_versions=5), warm_start=True)
+    assert params_parameter(params) == {"publish": {"keep_versions": 5}, "warm_start": True}
+    (nightly, *_) = build_deployments("/r.csv", "/s", "bias", params=params, interval=5)
+    assert nightly.parameters == {"source": "/r.csv", "store": "/s", "model": "bias", "name": None,
+                                  "params": {"publish": {"keep_versions": 5}, "warm_start": True}}
+    assert nightly.schedules[0].schedule.interval.total_seconds() == 5
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30", 30), ("90s", 90), ("30m", 1800), ("12h", 43200),
+                                               ("1d", 86400), ("1w", 604800), ("0.5", 0.5)])
+def test_every(text, seconds):
+    from factorflow.cli.cmd_serve import parse_every
+
+    assert parse_every(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "1y", "soon", ""])
+def test_every_refuses(text):
+    from factorflow.cli.cmd_serve import parse_every
+    from factorflow.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="--every="):
+        parse_every(text)

@@ -103,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.no_zombie_automation:
         install_zombie_automation(args.stale_after)
-    built = d.build_deployments(args.source, args.store, config, args.name, params, cron=args.cron or d.NIGHTLY_CRON,
+    source, store = _absolute(args.source), _absolute(args.store)  # the runs may start elsewhere
+    if params.item_titles:
+        params = params.model_copy(update={"item_titles": _absolute(params.item_titles)})
+    built = d.build_deployments(source, store, config, args.name, params, cron=args.cron or d.NIGHTLY_CRON,
                                 interval=interval)
     when = f"every {interval:g} s" if interval else f"cron {args.cron or d.NIGHTLY_CRON!r} (UTC)"
     ui = url.rstrip("/").removesuffix("/api")
@@ -115,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
     d.serve(built, limit=args.limit, reap_every=args.reap_every or None, stale_after=args.stale_after)
     print("factorflow: serve stopped (schedules paused)", file=sys.stderr)
     return 0
+
+
+def _absolute(path: str) -> str:
+    """A local path made absolute; a URL (``s3://...``) as given."""
+    import os
+
+    return path if "://" in path or "::" in path else os.path.abspath(path)
 
 
 def _check_cron(text: str) -> None:

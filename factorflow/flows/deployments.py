@@ -35,11 +35,13 @@ NIGHTLY_CRON = "0 3 * * *"
 
 
 def model_parameter(config: Any) -> str | dict[str, Any]:
-    """A model config as a deployment parameter: its kind when every hyper-parameter is the
-    default, else ``{"kind": ..., <the fields that differ>}``."""
+    """A model (kind, config, or config dict) as a deployment parameter: its kind when every
+    hyper-parameter is the default, else ``{"kind": ..., <the fields that differ>}``."""
     from factorflow.models.base import config_params
     from factorflow.models.registry import as_config, make_config
 
+    if isinstance(config, dict):  # {"kind": ..., field: value}, as in prefect.yaml
+        config = make_config(str(config.get("kind")), {k: v for k, v in config.items() if k != "kind"})
     config = as_config(config)
     defaults = config_params(make_config(config.kind))
     changed = {k: v for k, v in config_params(config).items() if defaults.get(k) != v}
@@ -82,11 +84,59 @@ def build_deployments(source: str, store: str, model: Any = "als", name: str | N
 def serve(deployments: list[Any], limit: int | None = None, reap_every: float | None = 60.0,
           stale_after: float | None = None) -> None:
     """Serve ``deployments`` in this process until SIGINT or SIGTERM (``prefect.serve``; the
-    schedules are paused on shutdown), reaping dead flow runs every ``reap_every`` seconds."""
-    import prefect
+    schedules are paused on shutdown), reaping dead flow runs every ``reap_every`` seconds.
 
+    First the runs their schedules created before (:func:`drop_scheduled_backlog`) are deleted:
+    they carry the parameters of then, and a backlog of late runs would all run now, one after
+    the other. The server's scheduler makes the runs of the schedule being served."""
+    import prefect
+    from prefect.logging import get_logger
+
+    dropped = drop_scheduled_backlog([f"{d.flow_name}/{d.name}" for d in deployments])
+    if dropped:
+        get_logger("factorflow.serve").info("deleted %d run(s) scheduled before this serve started "
+                                            "(the schedule being served makes its own)", dropped)
     with _reaping(reap_every, stale_after):
         prefect.serve(*deployments, limit=limit, print_starting_message=False)
+
+
+def drop_scheduled_backlog(names: list[str]) -> int:
+    """Delete the runs still waiting in SCHEDULED (late ones included) that a schedule of the
+    deployments ``names`` (``FLOW/DEPLOYMENT``) created; runs asked for by hand are kept. Returns
+    how many were deleted."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import ObjectNotFound
+
+    dropped = 0
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                deployment = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            kept = 0
+            while True:  # pages of 200; the kept ones (asked for by hand) stay ahead of the offset
+                runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                    flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))), limit=200, offset=kept)
+                for run in runs:
+                    if run.auto_scheduled:
+                        client.delete_flow_run(run.id)
+                        dropped += 1
+                    else:
+                        kept += 1
+                if len(runs) < 200:
+                    break
+    return dropped
 
 
 @contextmanager

@@ -10,8 +10,10 @@ end, so Prefect shows it RUNNING forever. Two signals tell such a run from a liv
 - **Its heartbeats.** Prefect's flow engine emits a ``prefect.flow-run.heartbeat`` event every
   ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds (default 180, at least 30) from every flow run,
   called directly (the CLI) or by a runner (``factorflow serve``, a worker). A run on another
-  host, or without the labels, is dead when neither a heartbeat nor its start is more recent
-  than ``stale_after`` seconds (default: three heartbeat periods).
+  host, or without the labels, is dead when neither a heartbeat nor its entering its state
+  (RUNNING, or PENDING: a runner took it but its process never started) is more recent than
+  ``stale_after`` seconds (default: three heartbeat periods). A late run waiting in SCHEDULED
+  is never judged: it has not started.
 
 :func:`reap` applies both to the RUNNING and PENDING flow runs of the API it talks to and sets
 each dead one ``Crashed`` (forced; its RUNNING task runs too) with a message saying why.
@@ -107,10 +109,10 @@ def reap(stale_after: float | None = None, *, heartbeats: bool = True, only_fact
     for run in _live_runs(client, only_factorflow):
         why = process_gone(dict(run.labels or {}), me)
         if why is None and heartbeats:
-            started = run.start_time or run.expected_start_time or run.created
-            beat = _last_heartbeat(client, run.id, started)
-            why = silent_for(max(t for t in (beat, started) if t is not None) if (beat or started) else None,
-                             now, stale_after)
+            entered = run.state.timestamp if run.state else None  # when it became RUNNING (or PENDING)
+            beat = _last_heartbeat(client, run.id, entered)
+            signs = [t for t in (beat, entered) if t is not None]
+            why = silent_for(max(signs) if signs else None, now, stale_after)
         if why is None:
             continue
         message = f"{REAPER}: {why}; marked Crashed"
