@@ -31,23 +31,26 @@ start_bg() {  # start_bg NAME LOG CMD...: start CMD in its own session, record i
     echo $! >"$RUN_DIR/$name.pid"
 }
 
-stop_pidfile() {  # stop_pidfile NAME [GRACE_S]: SIGTERM the group of RUN_DIR/NAME.pid, SIGKILL after GRACE_S
+group_alive() {  # group_alive PGID: some process of that group still runs (zombies do not count)
+    ps -o stat= -g "$1" 2>/dev/null | grep -qv '^Z'
+}
+
+stop_pidfile() {  # stop_pidfile NAME [GRACE_S]: SIGTERM the group of RUN_DIR/NAME.pid, SIGKILL what is left after GRACE_S
     local name="$1" grace="${2:-30}" f="$RUN_DIR/$1.pid" pid i
     [ -f "$f" ] || { echo "$name: not running (no $f)"; return 0; }
     pid=$(cat "$f")
-    if ! alive "$pid"; then
+    if ! alive "$pid" && ! group_alive "$pid"; then
         echo "$name: not running (stale PID file removed)"; rm -f "$f"; return 0
     fi
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < grace * 5; i++)); do
-        alive "$pid" || break
+        group_alive "$pid" || break
         sleep 0.2
     done
-    if alive "$pid"; then
+    if group_alive "$pid"; then
         echo "$name: still running after ${grace} s; sending SIGKILL to process group $pid"
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+        kill -KILL -- "-$pid" 2>/dev/null || true
     fi
-    kill -KILL -- "-$pid" 2>/dev/null || true  # leftovers of the group (children that ignored SIGTERM)
     rm -f "$f"
     echo "$name: stopped (PID $pid)"
 }
