@@ -6,14 +6,14 @@ end, so Prefect shows it RUNNING forever. Two signals tell such a run from a liv
 - **Its process.** Every factorflow flow run records the host, pid and process start time that
   run it (labels ``factorflow.host``/``.pid``/``.pid_start``, :mod:`factorflow.flows.monitoring`).
   On that host, a run whose process no longer exists (or whose pid now belongs to a later
-  process) is dead, whatever its heartbeats say.
-- **Its heartbeats.** Prefect's flow engine emits a ``prefect.flow-run.heartbeat`` event every
-  ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds (default 180, at least 30) from every flow run,
-  called directly (the CLI) or by a runner (``factorflow serve``, a worker). A run on another
-  host, or without the labels, is dead when neither a heartbeat nor its entering its state
-  (RUNNING, or PENDING: a runner took it but its process never started) is more recent than
-  ``stale_after`` seconds (default: three heartbeat periods). A late run waiting in SCHEDULED
-  is never judged: it has not started.
+  process) is dead, and one whose process runs is alive, whatever its heartbeats say.
+- **Its heartbeats**, for the runs of other hosts or without the labels. Prefect's flow engine
+  emits a ``prefect.flow-run.heartbeat`` event every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``
+  seconds (default 180, at least 30) from every flow run, called directly (the CLI) or by a
+  runner (``factorflow serve``, a worker). Such a run is dead when neither a heartbeat nor its
+  entering its state (RUNNING, or PENDING: a runner took it but its process never started) is
+  more recent than ``stale_after`` seconds (default: three heartbeat periods). A late run
+  waiting in SCHEDULED is never judged: it has not started.
 
 :func:`reap` applies both to the RUNNING and PENDING flow runs of the API it talks to and sets
 each dead one ``Crashed`` (forced; its RUNNING task runs too) with a message saying why.
@@ -78,6 +78,11 @@ def process_gone(labels: dict[str, Any], this_host: str | None = None) -> str | 
     return None
 
 
+def _ours(labels: dict[str, Any], this_host: str) -> bool:
+    """Whether ``labels`` name a process of this host (then its liveness, not heartbeats, decides)."""
+    return labels.get(HOST_LABEL) == this_host and str(labels.get(PID_LABEL) or "").isdigit()
+
+
 def silent_for(last_sign: datetime | None, now: datetime, stale_after: float) -> str | None:
     """Why a run whose latest sign of life (heartbeat, else start) was ``last_sign`` is dead, or None."""
     if last_sign is None:
@@ -107,8 +112,9 @@ def reap(stale_after: float | None = None, *, heartbeats: bool = True, only_fact
     me = host_name()
     out = []
     for run in _live_runs(client, only_factorflow):
-        why = process_gone(dict(run.labels or {}), me)
-        if why is None and heartbeats:
+        labels = dict(run.labels or {})
+        why = process_gone(labels, me)
+        if why is None and heartbeats and not _ours(labels, me):  # a live process of this host is alive
             entered = run.state.timestamp if run.state else None  # when it became RUNNING (or PENDING)
             beat = _last_heartbeat(client, run.id, entered)
             signs = [t for t in (beat, entered) if t is not None]
