@@ -1,17 +1,18 @@
 """``factorflow runs``: find flow runs whose process died and mark them Crashed.
 
-Forms::
+Forms:
 
     factorflow runs reap [--stale-after S] [--any-flow] [--dry-run]
     factorflow runs zombie-automation [--stale-after S]
 
-``reap`` checks the RUNNING and PENDING factorflow flow runs of the Prefect API
-(``$PREFECT_API_URL``; without it the private API over ``$PREFECT_HOME``'s database, where
-killed CLI runs were left): a run whose recorded process on this host is gone, or whose last
-heartbeat is older than S seconds (default three heartbeat periods), is set Crashed with a
-message saying why (:mod:`factorflow.flows.reaper`). ``zombie-automation`` installs Prefect's
+reap checks the RUNNING and PENDING factorflow flow runs of the Prefect API ($PREFECT_API_URL;
+without it, the private API over $PREFECT_HOME's database, where killed CLI runs were left): a
+run whose recorded process on this host is gone, or (another host, or a run without factorflow's
+labels) whose last heartbeat is older than S seconds (default three heartbeat periods), is set
+Crashed with a message saying why. --any-flow includes flow runs without the factorflow tag
+(e.g. runs killed before this version recorded its process). zombie-automation installs Prefect's
 server-side zombie detection (a proactive automation on heartbeats) on the server at
-``$PREFECT_API_URL``.
+$PREFECT_API_URL.
 """
 
 from __future__ import annotations
