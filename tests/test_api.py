@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import scipy.sparse as sp
+from cli_env import seed_prefect_home
 
 import factorflow
 from factorflow.errors import NotFoundError, ParameterError
@@ -181,6 +182,7 @@ def test_retrain_end_to_end_publishes_a_current_version(tmp_path, monkeypatch):
     src = tmp_path / "ratings.csv"
     write_synthetic_csv(str(src), 300, 200, 15_000, seed=3)
     home = tmp_path / "prefect"
+    seed_prefect_home(home)  # a migrated empty database: the private server starts as on a second run
     for var in ("PREFECT_API_URL", "PREFECT_PROFILES_PATH"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PREFECT_HOME", str(home))

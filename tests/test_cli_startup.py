@@ -45,7 +45,8 @@ def test_two_cli_runs_at_once_both_publish(small_csv, tmp_path):
     home, store = tmp_path / "prefect", tmp_path / "store"
     procs = [subprocess.Popen(CLI + ["retrain", str(small_csv), "--store", str(store), "--name", name,
                                      "--sweeps", "3", "--workers", "1", "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(home),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=cli_env(home, migrated=False),
                               stdin=subprocess.DEVNULL)
              for name in ("first", "second")]
     outs = [p.communicate(timeout=900) for p in procs]
