@@ -352,6 +352,21 @@ def test_train_matrix_matches(data):  # guards the fixture: B really is a differ
 # ---------------------------------------------------------------- the CLI (in process: no flow runs)
 
 
+def test_models_list_marks_each_status_that_is_not_published(tmp_path, capsys):
+    """The text listing says REJECTED for a gate/challenge loser and HISTORICAL for a backfill's version."""
+    from factorflow.cli import main
+
+    store = str(tmp_path)
+    live = _publish_plain(store, 1)
+    old = _publish_plain(store, 2, set_current=False, body={"status": "historical", "cutoff": "2015-01-01"})
+    lost = _publish_plain(store, 3, set_current=False, body={"status": "rejected", "rejected_because": ["worse"]})
+    assert main(["models", "list", "--store", store]) == 0
+    lines = {line.split()[-1] if not line.startswith("*") else "CURRENT": line
+             for line in capsys.readouterr().out.splitlines()}
+    assert live in lines["CURRENT"] and not lines["CURRENT"].endswith(("REJECTED", "HISTORICAL"))
+    assert old in lines["HISTORICAL"] and lost in lines["REJECTED"]
+
+
 def test_cli_models_actions(tmp_path, capsys):
     from factorflow.cli import main
 

@@ -135,7 +135,7 @@ def _print_rows(rows: list[dict[str, Any]], with_model: bool = False) -> None:
         who = f"{r['model']}  " if with_model else ""
         print(f"{'*' if r['current'] else ' '} {who}{r['version']}  kind={r['kind']}  rank={r['rank']}  "
               f"test_rmse={_num(r['test_rmse'])}  ndcg@10={_num(r['test_ndcg@10'])}  split={r['split'] or '-'}  "
-              f"serving={r['serving']}" + ("  REJECTED" if r["status"] == "rejected" else ""))
+              f"serving={r['serving']}" + ("" if r["status"] == "published" else f"  {r['status'].upper()}"))
 
 
 def _legacy(args: argparse.Namespace, name: str | None) -> int:
