@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import posixpath
 import re
 from datetime import UTC, datetime
@@ -131,18 +130,11 @@ def _write_atomic_bytes(fs: Any, path: str, data: bytes) -> None:
     try:
         with fs.open(tmp, "wb") as f:
             f.write(data)
-        _replace(fs, tmp, path)
+        fsio.replace_file(fs, tmp, path)
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp)
         raise
-
-
-def _replace(fs: Any, tmp: str, path: str) -> None:
-    if fsio.is_local(fs):
-        os.replace(tmp, path)  # atomic on POSIX
-    else:
-        fs.mv(tmp, path)
 
 
 def write_backfill(store: str, backfill_id: str, rows: list[dict[str, Any]], info: dict[str, Any] | None = None,
@@ -157,14 +149,14 @@ def write_backfill(store: str, backfill_id: str, rows: list[dict[str, Any]], inf
     _check_id(backfill_id)
     fs, root = fsio.open_store(store)
     folder = backfill_dir(root, backfill_id)
-    fs.makedirs(folder, exist_ok=True)
+    fsio.makedirs(fs, folder)
     fsio.sweep_stale_temporaries(fs, folder)
     table = rows_table(rows, columns)
     pq_path = backfill_file(root, backfill_id, BACKFILL_PARQUET)
     tmp = fsio.join(folder, fsio.temporary_name(BACKFILL_PARQUET))
     try:
         pqio.write_table(fs, tmp, table)
-        _replace(fs, tmp, pq_path)
+        fsio.replace_file(fs, tmp, pq_path)
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp)
