@@ -89,6 +89,18 @@ class DaskProcesses:
             client.wait_for_workers(n, timeout=START_TIMEOUT_S)
             return sorted(client.scheduler_info(n_workers=-1)["workers"])
 
+    def kill(self, proc: subprocess.Popen) -> None:
+        """SIGKILL a worker's whole process group (nanny + worker process)."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.workers.remove(proc)
+
+    def worker_process(self, client, address: str) -> subprocess.Popen:
+        """The ``dask worker`` process (the nanny) behind a worker address."""
+        nanny_pid = client.run(os.getppid, workers=[address])[address]
+        [proc] = [p for p in self.workers if p.pid == nanny_pid]
+        return proc
+
     def close(self) -> None:
         for proc in [*self.workers, self.scheduler]:
             stop_group(proc)

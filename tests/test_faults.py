@@ -16,7 +16,6 @@ filesystem that fails the first open of one block file.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import posixpath
@@ -33,10 +32,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 from _publish_child import SHAPE, ids, make_factors, seen_matrix
+from dask_cluster import START_TIMEOUT_S, DaskProcesses, wait_until
 from fsspec.implementations.local import LocalFileSystem
 
 DATA = Path(__file__).parent / "data" / "ml-latest-small" / "ratings.csv"
-START_TIMEOUT_S = 180  # for a process to come up on a loaded machine
 N_SWEEPS = 6
 KILL_AFTER_SWEEP = 2
 CHILD = Path(__file__).with_name("_publish_child.py")
@@ -88,81 +87,6 @@ def reference(parts):
 # --- a worker killed mid-fit ---------------------------------------------------------------
 
 
-def _dask_exe() -> str:
-    exe = Path(sys.executable).with_name("dask")
-    return str(exe) if exe.exists() else shutil.which("dask")
-
-
-def _wait_until(cond, timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(interval)
-
-
-def _stop_group(proc: subprocess.Popen, grace: float = 15) -> None:
-    """SIGTERM the process group of ``proc`` (started with its own session); SIGKILL if it lingers."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=grace)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=grace)
-    # a nanny's worker child may outlive a SIGTERMed nanny for a moment: make sure the group is gone
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-class DaskProcesses:
-    """A ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1, each in its own process group."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        sched_file = folder / "scheduler.json"
-        self.scheduler = subprocess.Popen(
-            [_dask_exe(), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-             "--scheduler-file", str(sched_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.workers: list[subprocess.Popen] = []
-        try:
-            _wait_until(lambda: sched_file.exists() and sched_file.stat().st_size > 0, START_TIMEOUT_S,
-                        "dask scheduler start")
-            self.address = json.loads(sched_file.read_text())["address"]
-        except BaseException:
-            self.close()
-            raise
-
-    def add_worker(self) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [_dask_exe(), "worker", self.address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-             "--host", "127.0.0.1", "--local-directory", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.workers.append(proc)
-        return proc
-
-    def kill(self, proc: subprocess.Popen) -> None:
-        """SIGKILL a worker's whole process group (nanny + worker process)."""
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        self.workers.remove(proc)
-
-    def worker_process(self, client, address: str) -> subprocess.Popen:
-        """The ``dask worker`` process (the nanny) behind a worker address."""
-        nanny_pid = client.run(os.getppid, workers=[address])[address]
-        [proc] = [p for p in self.workers if p.pid == nanny_pid]
-        return proc
-
-    def close(self) -> None:
-        for proc in [*self.workers, self.scheduler]:
-            _stop_group(proc)
-
-
 @pytest.fixture(scope="module")
 def dask_procs(tmp_path_factory):
     procs = DaskProcesses(tmp_path_factory.mktemp("dask"))
@@ -181,7 +105,7 @@ def client(dask_procs):
         dask_procs.add_worker()
     with Client(dask_procs.address, timeout=f"{START_TIMEOUT_S}s") as c:
         c.wait_for_workers(2, timeout=START_TIMEOUT_S)
-        _wait_until(lambda: len(c.scheduler_info()["workers"]) == 2, START_TIMEOUT_S, "exactly 2 workers")
+        wait_until(lambda: len(c.scheduler_info()["workers"]) == 2, START_TIMEOUT_S, "exactly 2 workers")
         yield c
 
 
