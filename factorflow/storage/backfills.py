@@ -18,7 +18,6 @@ Storage only: this module knows nothing about metrics or cutoffs.
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 import re
 from datetime import UTC, datetime
@@ -39,43 +38,11 @@ from factorflow.storage.layout import (
     backfill_file,
     backfills_dir,
 )
+from factorflow.storage.rows import rows_table, strict_json
 
 SCHEMA_VERSION = 1
 _KEY_RE = re.compile(r"^[0-9a-f]{16,64}$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._]*-[A-Za-z0-9._-]+$")
-
-
-def _strict(value: Any) -> Any:
-    """``value`` with every non-finite float as None (strict JSON), numpy scalars as Python."""
-    if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def rows_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pa.Table:
-    """``rows`` as an Arrow table in ``columns`` order (default: the first row's keys), each column
-    typed from its values: all bools → ``bool``, all ints → ``int64``, numbers → ``float64``,
-    anything else (and an all-null column) → ``string``."""
-    columns = list(columns if columns is not None else (rows[0] if rows else []))
-    arrays = {}
-    for c in columns:
-        values = [_strict(r.get(c)) for r in rows]
-        present = [v for v in values if v is not None]
-        if present and all(isinstance(v, bool) for v in present):
-            arrays[c] = pa.array(values, type=pa.bool_())
-        elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-            arrays[c] = pa.array(values, type=pa.int64())
-        elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-            arrays[c] = pa.array([None if v is None else float(v) for v in values], type=pa.float64())
-        else:
-            arrays[c] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-    return pa.table(arrays) if arrays else pa.table({})
 
 
 def _check_key(key: str) -> None:
@@ -90,7 +57,7 @@ def _check_id(backfill_id: str) -> None:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(_strict(obj), indent=2, sort_keys=True, allow_nan=False, default=fsio._json_default) + "\n"
+    return json.dumps(strict_json(obj), indent=2, sort_keys=True, allow_nan=False, default=fsio._json_default) + "\n"
 
 
 # ---------------------------------------------------------------- finished cutoffs
@@ -173,7 +140,7 @@ def write_backfill(store: str, backfill_id: str, rows: list[dict[str, Any]], inf
         "backfill_id": backfill_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "columns": table.column_names,
-        "rows": _strict([{c: r.get(c) for c in table.column_names} for r in rows]),
+        "rows": strict_json([{c: r.get(c) for c in table.column_names} for r in rows]),
         "files": {posixpath.basename(p): {"bytes": int(fs.info(p)["size"]), "sha256": sha256_of(fs, p)}
                   for p in written},
     }

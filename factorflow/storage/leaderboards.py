@@ -18,7 +18,6 @@ Storage only: this module knows nothing about metrics. Columns are typed from th
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +29,7 @@ from factorflow.storage import fs as fsio
 from factorflow.storage import parquet as pqio
 from factorflow.storage.checksums import sha256_of
 from factorflow.storage.layout import leaderboard_dir, leaderboard_file, leaderboards_dir
+from factorflow.storage.rows import rows_table, strict_json
 
 SCHEMA_VERSION = 1
 
@@ -37,34 +37,6 @@ SCHEMA_VERSION = 1
 def stamp_now() -> str:
     """The UTC time as a leaderboard file stem: ``YYYYmmddTHHMMSS.ffffffZ``."""
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
-def _strict(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (strict JSON), numpy scalars as Python."""
-    if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def rows_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pa.Table:
-    """``rows`` (dicts with the same keys) as an Arrow table in ``columns`` order (default: the
-    first row's keys); numbers are ``float64``, everything else (and all-null columns) ``string``."""
-    columns = list(columns if columns is not None else (rows[0] if rows else []))
-    arrays = {}
-    for c in columns:
-        values = [_strict(r.get(c)) for r in rows]
-        numeric = [v for v in values if v is not None]
-        if numeric and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numeric):
-            arrays[c] = pa.array([None if v is None else float(v) for v in values], type=pa.float64())
-        else:
-            arrays[c] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
-    return pa.table(arrays) if arrays else pa.table({})
 
 
 def write_leaderboard(store: str, split: str, rows: list[dict[str, Any]], info: dict[str, Any] | None = None,
@@ -95,12 +67,12 @@ def write_leaderboard(store: str, split: str, rows: list[dict[str, Any]], info: 
             fs.rm(tmp)
         raise
     body = {
-        **_strict(dict(info or {})),
+        **strict_json(dict(info or {})),
         "schema_version": SCHEMA_VERSION,
         "split": split,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "columns": table.column_names,
-        "rows": _strict([{c: r.get(c) for c in table.column_names} for r in rows]),
+        "rows": strict_json([{c: r.get(c) for c in table.column_names} for r in rows]),
         "files": {posixpath.basename(pq_path): {"bytes": int(fs.info(pq_path)["size"]),
                                                  "sha256": sha256_of(fs, pq_path)}},
     }
