@@ -56,7 +56,7 @@ def write_leaderboard(store: str, split: str, rows: list[dict[str, Any]], info: 
     folder = leaderboard_dir(root, split)
     fsio.makedirs(fs, folder)
     fsio.sweep_stale_temporaries(fs, folder)
-    table = rows_table(rows, columns)
+    table = rows_table(rows, columns, exact_types=False)
     pq_path = leaderboard_file(root, split, stamp, "parquet")
     tmp = fsio.join(folder, fsio.temporary_name(posixpath.basename(pq_path)))
     try:

@@ -21,15 +21,22 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def rows_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pa.Table:
-    """``rows`` (dicts with the same keys) as an Arrow table in ``columns`` order (default: the
-    first row's keys); numbers are ``float64``, everything else (and all-null columns) ``string``."""
+def rows_table(rows: list[dict[str, Any]], columns: list[str] | None = None, *,
+               exact_types: bool = True) -> pa.Table:
+    """``rows`` as an Arrow table in ``columns`` order (default: the first row's keys), each column
+    typed from its values: all bools → ``bool``, all ints → ``int64``, numbers → ``float64``,
+    anything else (and an all-null column) → ``string``. ``exact_types=False`` is the leaderboards'
+    schema since their first version: every numeric column ``float64``, bools as strings."""
     columns = list(columns if columns is not None else (rows[0] if rows else []))
     arrays = {}
     for c in columns:
         values = [strict_json(r.get(c)) for r in rows]
-        numeric = [v for v in values if v is not None]
-        if numeric and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numeric):
+        present = [v for v in values if v is not None]
+        if exact_types and present and all(isinstance(v, bool) for v in present):
+            arrays[c] = pa.array(values, type=pa.bool_())
+        elif exact_types and present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+            arrays[c] = pa.array(values, type=pa.int64())
+        elif present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
             arrays[c] = pa.array([None if v is None else float(v) for v in values], type=pa.float64())
         else:
             arrays[c] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
