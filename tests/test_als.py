@@ -90,6 +90,34 @@ def test_numba_kernel_matches_numpy_reference(weighted, reg_bias, k):
     assert sse == pytest.approx(float(np.sum((coo.data - pred) ** 2)), rel=1e-6)
 
 
+@pytest.mark.parametrize("k", [2, 13, 64])
+def test_fast_kernel_long_rows_threads_and_read_only_inputs_match_the_reference(k):
+    """Rows longer than the float32 run (FLUSH), ranks off the SIMD width, 1 vs 2 threads and
+    read-only inputs (a block read from bytes) all give the NumPy reference's solution."""
+    from factorflow.models._solve import FLUSH
+
+    rng = np.random.default_rng(k)
+    lengths = np.array([0, 1, 3, 4, 5, FLUSH - 1, FLUSH, FLUSH + 1, 3 * FLUSH + 7, 2000])
+    n_other = 2500
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    indices = np.concatenate([np.sort(rng.choice(n_other, n, replace=False)) for n in lengths]).astype(np.int32)
+    data = (rng.integers(1, 11, size=indices.size) / 2.0).astype(np.float32)
+    other = (rng.standard_normal((n_other, k)) * 0.4).astype(np.float32)
+    ob = (rng.standard_normal(n_other) * 0.2).astype(np.float32)
+    for weighted, reg, rb in ((False, 12.0, 3.0), (True, 0.05, None)):
+        ref = solve_block_reference(indptr, indices, data, other, ob, 3.5, reg, weighted, rb)
+        runs = [solve_block(indptr, indices, data, other, ob, 3.5, reg, weighted, rb, threads=t) for t in (1, 2)]
+        frozen = [a.copy() for a in (indptr, indices, data, other, ob)]
+        for a in frozen:
+            a.flags.writeable = False
+        runs.append(solve_block(*frozen, 3.5, reg, weighted, rb))
+        for f, b, sse in runs:
+            np.testing.assert_allclose(f, ref[0], rtol=2e-5, atol=2e-6)
+            np.testing.assert_allclose(b, ref[1], rtol=2e-5, atol=2e-6)
+            assert sse == pytest.approx(ref[2], rel=1e-6)
+        assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][0], runs[2][0])
+
+
 def test_blocking_does_not_change_the_result():
     train = random_csr(50, 20, 0.4, seed=3, empty_rows=[10])
     rng = np.random.default_rng(3)
