@@ -29,11 +29,10 @@ depend on blocking or threads, bit for bit (only ``sse``'s summation order does)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 from numba import njit, prange
+
+from factorflow.threads import numba_threads
 
 #: Ratings accumulated in float32 before the partial Gram matrix is added into the float64 one:
 #: float32 rounding grows with the number of terms summed, so long rows (popular items) are
@@ -237,21 +236,6 @@ def row_ranges(indptr: np.ndarray, n_ranges: int, rank: int) -> np.ndarray:
     cuts = np.searchsorted(work, np.linspace(0.0, work[-1], max(1, n_ranges) + 1))
     cuts[0], cuts[-1] = 0, n_rows
     return np.unique(np.clip(cuts, 0, n_rows)).astype(np.int64)
-
-
-@contextmanager
-def numba_threads(threads: int | None) -> Iterator[int]:
-    """Run the block with ``threads`` numba threads in this thread (restored on exit); yields the
-    number in use. numba's setting is per calling thread, so concurrent fits do not interfere."""
-    import numba
-
-    before = numba.get_num_threads()
-    n = before if threads is None else max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        numba.set_num_threads(before)
 
 
 def solve_block_reference(

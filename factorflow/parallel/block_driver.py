@@ -36,6 +36,7 @@ import logging
 import time
 from concurrent.futures import CancelledError
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from distributed import Client, Future, wait
@@ -45,6 +46,7 @@ from factorflow.models.base import BlockAlternating, StepCallback
 from factorflow.models.loop import fit_alternating
 from factorflow.progress import Progress
 from factorflow.storage.partitions import PartitionsRef, RowBlock, load_block
+from factorflow.threads import numba_threads, share_of_cores
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +63,57 @@ class _WorkerLost(Exception):
 
 
 def _solve(block: RowBlock, shared: tuple[tuple[np.ndarray, np.ndarray], Any], mu: float,
-           model: BlockAlternating) -> tuple[Any, ...]:
+           model: BlockAlternating, host_threads: dict[str, int]) -> tuple[Any, ...]:
     """The model's kernel on one block, tagged with the block's row range (and its optional
-    per-row extra arrays)."""
+    per-row extra arrays). It runs with this worker's share of the host's cores as numba threads
+    (cores ÷ worker threads on the host), so the workers together never oversubscribe it."""
     other, context = shared
-    factors, bias, sse, penalty, *extra = model.solve_rows(block.indptr, block.indices, block.data, other, mu,
-                                                           context, block.start)
+    with numba_threads(share_of_cores(_threads_on_my_host(host_threads))):
+        factors, bias, sse, penalty, *extra = model.solve_rows(block.indptr, block.indices, block.data, other,
+                                                               mu, context, block.start)
     return block.start, block.stop, factors, bias, float(sse), float(penalty), (extra[0] if extra else None)
 
 
+def _threads_on_my_host(host_threads: dict[str, int]) -> int:
+    """Worker threads on the host of the worker running this task (from the driver's census)."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    host = urlsplit(worker.address).hostname or ""
+    return host_threads.get(host) or worker.state.nthreads
+
+
+def host_thread_census(client: Client) -> dict[str, int]:
+    """Worker threads per host of the cluster, e.g. {"127.0.0.1": 2} for a 2-worker LocalCluster."""
+    census: dict[str, int] = {}
+    for w in client.scheduler_info(n_workers=-1)["workers"].values():
+        census[w["host"]] = census.get(w["host"], 0) + int(w["nthreads"])
+    return census
+
+
+def _load_resident(path: str, side: str, b: int) -> RowBlock:
+    """:func:`load_block`, its arrays made writable once here (read from bytes they are not, and
+    the kernel would otherwise copy them every half-step to keep one compiled signature)."""
+    block = load_block(path, side, b)
+    for name in ("indptr", "indices", "data"):
+        a = getattr(block, name)
+        if not a.flags.writeable:
+            setattr(block, name, a.copy())
+    return block
+
+
 def _load_blocks(client: Client, parts: PartitionsRef, side: str) -> list[Future]:
-    return [client.submit(load_block, parts.path, side, b, pure=False) for b in range(len(parts.manifest[side]))]
+    return [client.submit(_load_resident, parts.path, side, b, pure=False) for b in range(len(parts.manifest[side]))]
 
 
 def _half_step(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], context: Any,
-               n_rows: int, mu: float, model: BlockAlternating) -> Solved:
+               n_rows: int, mu: float, model: BlockAlternating, host_threads: dict[str, int]) -> Solved:
     """Solve every row of one side; re-run (up to :data:`HALF_SWEEP_ATTEMPTS` tries) when a lost
     worker takes the scattered factors with it."""
     for attempt in range(1, HALF_SWEEP_ATTEMPTS + 1):
         try:
-            return _half_step_once(client, blocks, other, context, n_rows, mu, model)
+            return _half_step_once(client, blocks, other, context, n_rows, mu, model,
+                                   host_threads or host_thread_census(client))
         except _WorkerLost as exc:
             if attempt == HALF_SWEEP_ATTEMPTS:
                 raise exc.__cause__ from None
@@ -88,16 +121,17 @@ def _half_step(client: Client, blocks: list[Future], other: tuple[np.ndarray, np
                         exc, attempt + 1, HALF_SWEEP_ATTEMPTS)
             time.sleep(0.2 * attempt)
             client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+            host_threads = {}  # re-counted: the cluster changed
     raise AssertionError("unreachable")
 
 
 def _half_step_once(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], context: Any,
-                    n_rows: int, mu: float, model: BlockAlternating) -> Solved:
+                    n_rows: int, mu: float, model: BlockAlternating, host_threads: dict[str, int]) -> Solved:
     try:
         [other_f] = client.scatter([(other, context)], hash=False)
     except OSError as exc:  # CommClosedError: the worker it went to died
         raise _WorkerLost(f"scatter failed: {type(exc).__name__}: {exc}") from exc
-    futures = [client.submit(_solve, blk, other_f, mu, model, pure=False) for blk in blocks]
+    futures = [client.submit(_solve, blk, other_f, mu, model, host_threads, pure=False) for blk in blocks]
     try:
         results = client.gather(futures)
     except CancelledError as exc:  # every holder of the scattered factors died: dependents cancelled
@@ -135,9 +169,11 @@ def fit_blocks(client: Client, parts: PartitionsRef, model: BlockAlternating, *,
     blocks = {"user": _load_blocks(client, parts, "user"), "item": _load_blocks(client, parts, "item")}
     rows = {"user": n_users, "item": n_items}
     wait(blocks["user"] + blocks["item"])
+    census = host_thread_census(client)
     try:
         factors, history = fit_alternating(
-            model, lambda side, other, context: _half_step(client, blocks[side], other, context, rows[side], mu, model),
+            model, lambda side, other, context: _half_step(client, blocks[side], other, context, rows[side], mu, model,
+                                                           census),
             n_users, n_items, nnz, mu, callback=callback, progress=progress)
     finally:
         client.cancel(blocks["user"] + blocks["item"])

@@ -1,0 +1,42 @@
+"""Compute threads: how many cores this process may use, and numba's thread count per call.
+
+numba's thread count is a per-calling-thread setting (``numba.set_num_threads``), so a fit in
+one thread can use all cores while a Dask worker that shares its host with other workers uses
+its share: nothing oversubscribes the cores and concurrent fits do not change each other's
+setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def cores() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def share_of_cores(threads_on_host: int) -> int:
+    """numba threads for one task when ``threads_on_host`` tasks may run at once on this host:
+    ``max(1, cores // threads_on_host)``."""
+    return max(1, cores() // max(1, int(threads_on_host)))
+
+
+@contextmanager
+def numba_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` numba threads in this thread (None: keep the current
+    setting, by default all cores); restored on exit. Yields the number in use."""
+    import numba
+
+    before = numba.get_num_threads()
+    n = before if threads is None else max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(before)
