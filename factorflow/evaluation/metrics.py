@@ -12,18 +12,18 @@ DCG = Σ rel_k / log2(k+1), ideal DCG from min(#relevant, n) hits), averaged ove
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from factorflow.errors import ParameterError
+
 if TYPE_CHECKING:
     from factorflow.serving.scoring import Scorer
 
-__all__ = ["evaluate", "rating_metrics", "topn_metrics"]
-
-_BLOCK_CELLS = 8 * 2**20  # float64 scores held at once in topn_metrics
+__all__ = ["evaluate", "rating_metrics", "topn_metrics", "topn_metrics_at"]
 
 
 def _errors(err: np.ndarray) -> dict[str, float | int | None]:
@@ -75,8 +75,33 @@ def topn_metrics(
     ``relevant_at``); DCG = Σ hit_k / log2(k + 1) over ranks k = 1..n and the ideal DCG places
     min(#relevant, n) hits first. Also returns ``n_users_evaluated``.
     """
+    return topn_metrics_at(scorer, train_csr, test_users, test_items, test_ratings, ns=(n,),
+                           relevant_at=relevant_at, batch_users=batch_users)
+
+
+def topn_metrics_at(
+    scorer: Scorer,
+    train_csr: sp.spmatrix,
+    test_users: np.ndarray,
+    test_items: np.ndarray,
+    test_ratings: np.ndarray,
+    *,
+    ns: Sequence[int] = (10,),
+    relevant_at: float = 4.0,
+    batch_users: int = 1024,
+) -> dict[str, Any]:
+    """:func:`topn_metrics` at every n in ``ns`` from one ranking of each user's top max(ns).
+
+    The ranking is a strict order (score desc, then index asc), so each user's top n is the
+    first n of its top max(ns): one scoring pass gives every cut-off, with the same values as
+    separate calls. Keys: ``precision@n, recall@n, ndcg@n`` per n (in the order given), and
+    ``n_users_evaluated`` after the first n's keys.
+    """
     from factorflow.serving.topn import top_n_blocks
 
+    ns = [int(k) for k in ns]
+    if not ns or min(ns) < 1:
+        raise ParameterError(f"ns={ns}: needs at least one cut-off, each >= 1")
     train = sp.csr_matrix(train_csr)
     test_users = np.asarray(test_users, dtype=np.int64)
     test_items = np.asarray(test_items, dtype=np.int64)
@@ -85,29 +110,36 @@ def topn_metrics(
     n_users, n_items = scorer.n_users, scorer.n_items
     relevant_keys = np.unique(ru * n_items + ri)
     eval_users, n_relevant = np.unique(ru, return_counts=True)
-    keys = {f"precision@{n}": 0.0, f"recall@{n}": 0.0, f"ndcg@{n}": 0.0}
-    if eval_users.size == 0:
-        return {**keys, "n_users_evaluated": 0}
-    if train.shape != (n_users, n_items):  # test users beyond the train matrix
-        train = sp.csr_matrix((train.data, train.indices, np.append(
-            train.indptr, np.full(n_users - train.shape[0], train.nnz))),
-            shape=(n_users, n_items))
-    discounts = 1.0 / np.log2(np.arange(2, n + 2))
-    ideal = np.cumsum(discounts)
-    prec = rec = ndcg = 0.0
-    done = 0
-    for who, top_i, _, counts in top_n_blocks(scorer, train, n, users=eval_users, block_users=batch_users):
-        filled = np.arange(top_i.shape[1])[None, :] < counts[:, None]
-        hits = filled & _contains(relevant_keys, who[:, None] * n_items + top_i)
-        n_rel = n_relevant[done:done + len(who)]
-        n_hit = hits.sum(axis=1)
-        prec += float((n_hit / n).sum())
-        rec += float((n_hit / n_rel).sum())
-        ndcg += float(((hits * discounts[: hits.shape[1]]).sum(axis=1) / ideal[np.minimum(n_rel, n) - 1]).sum())
-        done += len(who)
-    m = eval_users.size
-    return {f"precision@{n}": prec / m, f"recall@{n}": rec / m, f"ndcg@{n}": ndcg / m,
-            "n_users_evaluated": int(m)}
+    m = int(eval_users.size)
+    sums = {k: [0.0, 0.0, 0.0] for k in ns}  # precision, recall, ndcg
+    if m:
+        if train.shape != (n_users, n_items):  # test users beyond the train matrix
+            train = sp.csr_matrix((train.data, train.indices, np.append(
+                train.indptr, np.full(n_users - train.shape[0], train.nnz))),
+                shape=(n_users, n_items))
+        top = max(ns)
+        discounts = 1.0 / np.log2(np.arange(2, top + 2))
+        ideal = np.cumsum(discounts)
+        done = 0
+        for who, top_i, _, counts in top_n_blocks(scorer, train, top, users=eval_users, block_users=batch_users):
+            filled = np.arange(top_i.shape[1])[None, :] < counts[:, None]
+            hits_all = filled & _contains(relevant_keys, who[:, None] * n_items + top_i)
+            n_rel = n_relevant[done:done + len(who)]
+            for k in ns:
+                hits = hits_all[:, :k]
+                n_hit = hits.sum(axis=1)
+                acc = sums[k]
+                acc[0] += float((n_hit / k).sum())
+                acc[1] += float((n_hit / n_rel).sum())
+                acc[2] += float(((hits * discounts[: hits.shape[1]]).sum(axis=1)
+                                 / ideal[np.minimum(n_rel, k) - 1]).sum())
+            done += len(who)
+    out: dict[str, Any] = {}
+    for k in ns:
+        p, r, g = (v / m if m else 0.0 for v in sums[k])
+        out.update({f"precision@{k}": p, f"recall@{k}": r, f"ndcg@{k}": g})
+        out.setdefault("n_users_evaluated", m)
+    return out
 
 
 def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -132,9 +164,11 @@ def evaluate(
     *,
     n: int = 10,
     relevant_at: float = 4.0,
+    also_at: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Rating and top-N metrics on ``test`` (dict of arrays or pyarrow table: user_idx, item_idx,
-    rating, and optionally cold_user, cold_item) in one flat dict."""
+    rating, and optionally cold_user, cold_item) in one flat dict; the top-N keys at ``n`` and at
+    each cut-off in ``also_at``, all from one ranking pass (:func:`topn_metrics_at`)."""
     users = _column(test, "user_idx")
     items = _column(test, "item_idx")
     ratings = _column(test, "rating")
@@ -143,5 +177,7 @@ def evaluate(
     if "cold_user" in names and "cold_item" in names:
         cold = _column(test, "cold_user").astype(bool) | _column(test, "cold_item").astype(bool)
     out = rating_metrics(scorer, users, items, ratings, rating_range=rating_range, cold=cold)
-    out.update(topn_metrics(scorer, train_csr, users, items, ratings, n=n, relevant_at=relevant_at))
+    ns = [int(n)] + [int(k) for k in also_at if int(k) != int(n)]
+    out.update(topn_metrics_at(scorer, train_csr, users, items, ratings, ns=list(dict.fromkeys(ns)),
+                               relevant_at=relevant_at))
     return out

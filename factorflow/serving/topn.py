@@ -13,20 +13,23 @@ cosine live in :mod:`factorflow.serving.similar`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from numba import njit, prange
 
 from factorflow.errors import ParameterError, check_param
 from factorflow.factors import FactorArrays
 from factorflow.progress import Progress, report
+from factorflow.serving._select import select_rows, select_user_independent
 from factorflow.serving.scoring import Scorer
 
 BLOCK_BUDGET = 1 << 24  # at most this many float32 scores (64 MiB) live at once in recommend_all
+
+#: ``select(who, top_i, top_s, counts)``: fills one block's results (see :func:`top_n_blocks`).
+BlockSelector = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 
 @dataclass
@@ -107,9 +110,9 @@ def recommend_all(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
                   progress: Progress | None = None) -> pa.Table:
     """Top-``n`` unseen items for every user: ``user_idx, rank (1..n), item_idx, score``.
 
-    Users are scored in blocks (one matrix product per block, at most ``block_users`` users
-    and :data:`BLOCK_BUDGET` scores at a time), so memory stays bounded whatever N×M is;
-    a compiled one-pass selection (``_topn_rows``) picks each row's top ``n``.
+    Users are scored in blocks (:func:`top_n_blocks`: one matrix product per block, at most
+    ``block_users`` users and :data:`BLOCK_BUDGET` scores at a time), so memory stays bounded
+    whatever N×M is; a compiled one-pass selection picks each row's top ``n``.
     """
     parts_u, parts_r, parts_i, parts_s = [], [], [], []
     for users, top_i, top_s, counts in top_n_blocks(scorer, seen_csr, n, block_users=block_users,
@@ -137,69 +140,98 @@ def top_n_blocks(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(users, top_i, top_s, counts)`` per block of users (all users, or ``users``).
 
-    ``top_i[r, :counts[r]]`` are user ``users[r]``'s best unseen items, best first (ties → the
-    smaller item index); scores are ``scorer.score_users`` (float32), then items outside
-    ``allowed`` and each user's ``seen_csr`` items are set to -inf. Shared by the batch
-    recommendations and the top-N metrics, so both score and break ties alike (the batch file
-    also applies the candidate filter of :mod:`factorflow.serving.candidates`; the metrics do not).
+    ``top_i[r, :counts[r]]`` are user ``users[r]``'s best items among those outside its
+    ``seen_csr`` row and inside ``allowed``, best first (ties → the smaller item index; non-finite
+    scores never ranked); ``top_s`` are their ``scorer.score_users`` scores (float32). Shared by
+    the batch recommendations and the top-N metrics, so both score and break ties alike (the
+    batch file also applies the candidate filter of :mod:`factorflow.serving.candidates`; the
+    metrics do not).
+
+    Blocks hold ``min(block_users, BLOCK_BUDGET // n_items)`` users. Each block is scored with the
+    same BLAS product ``score_users`` makes (so the scores are bit-identical to it), and one
+    compiled pass per user adds the biases, skips seen and disallowed items while walking the
+    user's CSR row, and keeps a sorted top-n buffer (:mod:`factorflow.serving._select`). Two
+    shortcuts for :class:`~factorflow.factors.FactorArrays`: the product goes into one buffer
+    reused by every block, with the biases added in the selection pass; and a rank-0 table (the
+    global-mean and bias baselines, whose order does not depend on the user) is ranked once for
+    all users, each user's list read off that order. Any other scorer goes through
+    ``score_users`` block by block.
     """
     n_u, n_i = scorer.n_users, scorer.n_items
     check_param(int(n) >= 1, "n", n, ">= 1")
     check_param(int(block_users) >= 1, "block_users", block_users, ">= 1")
-    if seen_csr is not None:
-        seen_csr = sp.csr_matrix(seen_csr)
-        if seen_csr.shape != (n_u, n_i):
-            raise ParameterError(f"seen_csr: shape {seen_csr.shape} is not (n_users, n_items) = {(n_u, n_i)}")
+    seen_ptr, seen_idx = _seen_rows(seen_csr, n_u, n_i)
     users = np.arange(n_u) if users is None else np.asarray(users, dtype=np.int64)
+    if users.size and (int(users.min()) < 0 or int(users.max()) >= n_u):
+        raise ParameterError(f"users: indices must be in [0, {n_u}), got {int(users.min())}..{int(users.max())}")
     n = min(int(n), n_i)
     block = max(1, min(int(block_users), BLOCK_BUDGET // max(n_i, 1)))
-    disallowed = None if allowed is None else ~np.asarray(allowed, dtype=bool)
+    allowed_u8 = np.zeros(0, np.uint8) if allowed is None else np.asarray(allowed, dtype=bool).astype(np.uint8)
+    if allowed is not None and allowed_u8.shape != (n_i,):
+        raise ParameterError(f"allowed: shape {allowed_u8.shape} is not (n_items,) = ({n_i},)")
+    select = _block_selector(scorer, n, allowed_u8, seen_ptr, seen_idx, min(block, len(users)))
     for lo in range(0, len(users), block):
         who = users[lo:lo + block]
-        s = scorer.score_users(who)
-        if disallowed is not None:
-            s[:, disallowed] = -np.inf
-        if seen_csr is not None:
-            sub = seen_csr[who]
-            rows = np.repeat(np.arange(len(who)), np.diff(sub.indptr))
-            s[rows, sub.indices] = -np.inf
-        top_i, top_s, counts = _topn_rows(s, n)
-        del s  # free this block before the next product allocates its own
+        top_i = np.zeros((len(who), n), dtype=np.int32)
+        top_s = np.full((len(who), n), -np.inf, dtype=np.float32)
+        counts = np.zeros(len(who), dtype=np.int64)
+        select(who, top_i, top_s, counts)
         yield who, top_i, top_s, counts
         report(progress, lo + len(who), len(users), "users scored")
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _topn_rows(s, n):  # pragma: no cover - compiled
-    """One pass per row keeping a sorted top-n buffer (O(M) per row, unlike a full argpartition).
+def _seen_rows(seen_csr: sp.spmatrix | None, n_u: int, n_i: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr int64, sorted indices) of the seen matrix; an empty one when there is none."""
+    if seen_csr is None:
+        return np.zeros(n_u + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    seen_csr = sp.csr_matrix(seen_csr)
+    if seen_csr.shape != (n_u, n_i):
+        raise ParameterError(f"seen_csr: shape {seen_csr.shape} is not (n_users, n_items) = {(n_u, n_i)}")
+    if not seen_csr.has_sorted_indices:
+        seen_csr = seen_csr.sorted_indices()
+    return seen_csr.indptr.astype(np.int64, copy=False), seen_csr.indices
 
-    Items are scanned in index order and only a strictly better score displaces, so equal
-    scores keep the smaller item index. Non-finite scores (excluded items) are skipped.
-    """
-    rows, m = s.shape
-    top_i = np.zeros((rows, n), dtype=np.int32)
-    top_s = np.full((rows, n), -np.inf, dtype=np.float32)
-    counts = np.zeros(rows, dtype=np.int64)
-    for r in prange(rows):
-        c = 0
-        for j in range(m):
-            v = s[r, j]
-            if not np.isfinite(v):
-                continue
-            if c == n and not v > top_s[r, n - 1]:
-                continue
-            p = c if c < n else n - 1
-            while p > 0 and v > top_s[r, p - 1]:
-                if p < n:
-                    top_s[r, p] = top_s[r, p - 1]
-                    top_i[r, p] = top_i[r, p - 1]
-                p -= 1
-            top_s[r, p] = v
-            top_i[r, p] = j
-            if c < n:
-                c += 1
-        counts[r] = c
-    return top_i, top_s, counts
+
+def _block_selector(scorer: Scorer, n: int, allowed: np.ndarray, seen_ptr: np.ndarray, seen_idx: np.ndarray,
+                    max_rows: int) -> BlockSelector:
+    """``select(who, top_i, top_s, counts)`` filling one block's results, for this scorer."""
+    no_bias = np.zeros(0, dtype=np.float32)
+    if type(scorer) is FactorArrays and scorer.rank == 0:
+        return _user_independent_selector(scorer, n, allowed, seen_ptr, seen_idx)
+    if type(scorer) is FactorArrays:
+        f = scorer
+        item_t, offset = f.item_terms()
+        buf = np.empty((max_rows, f.n_items), dtype=np.float32)  # reused by every block
+
+        def select_factors(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
+            s = f.user_products(who, item_t, out=buf[:len(who)])
+            select_rows(s, True, f.user_bias[who].astype(np.float32), offset, who, seen_ptr, seen_idx, allowed, n,
+                        top_i, top_s, counts)
+        return select_factors
+
+    def select_scored(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
+        s = scorer.score_users(who)
+        select_rows(s, False, np.zeros(len(who), dtype=s.dtype), no_bias.astype(s.dtype), who, seen_ptr, seen_idx,
+                    allowed, n, top_i, top_s, counts)
+    return select_scored
+
+
+def _user_independent_selector(f: FactorArrays, n: int, allowed: np.ndarray, seen_ptr: np.ndarray,
+                               seen_idx: np.ndarray) -> BlockSelector:
+    """A rank-0 table scores (0 + b_u) + (c_j + μ): rank the items once by c_j + μ (ties → index)."""
+    offset = f.item_terms()[1]
+    cand = np.flatnonzero(np.isfinite(offset) & (allowed.astype(bool) if allowed.size else True))
+    order = cand[np.lexsort((cand, -offset[cand].astype(np.float64)))]
+    sorted_off = offset[order]
+    starts = np.flatnonzero(np.r_[True, sorted_off[1:] != sorted_off[:-1]]) if order.size else np.zeros(0, np.int64)
+    run_start = np.append(starts, order.size).astype(np.int64)
+    run_offset = sorted_off[starts].astype(np.float32)
+    order = order.astype(np.int32)
+
+    def select_baseline(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
+        select_user_independent(f.user_bias[who].astype(np.float32), order, run_start, run_offset, who, seen_ptr,
+                                seen_idx, n, top_i, top_s, counts)
+    return select_baseline
 
 
 def popular_fallback(factors: FactorArrays, n_ratings: np.ndarray | None, n: int,
