@@ -64,11 +64,13 @@ def default_n_blocks(nnz: int) -> int:
 
 
 def _block_arrays(m: sp.csr_matrix, start: int, stop: int) -> dict[str, np.ndarray]:
+    """Rows ``[start, stop)`` of ``m`` as the arrays of a block file; ``indices`` and ``data`` are
+    views of ``m`` when it already has the file's dtypes (the writer serializes them at once)."""
     a, b = int(m.indptr[start]), int(m.indptr[stop])
     return {
-        "indptr": (m.indptr[start : stop + 1] - a).astype(np.int64),
-        "indices": m.indices[a:b].astype(np.int32),
-        "data": m.data[a:b].astype(np.float32),
+        "indptr": m.indptr[start : stop + 1].astype(np.int64) - a,
+        "indices": np.asarray(m.indices[a:b], dtype=np.int32),
+        "data": np.asarray(m.data[a:b], dtype=np.float32),
         "start": np.int64(start),
         "stop": np.int64(stop),
         "n_cols": np.int64(m.shape[1]),
@@ -94,22 +96,33 @@ def build_partitions(
     existing = find_partitions(split.path, n_blocks)
     if existing is not None:
         return existing
-
     if by_user is None:
         by_user = train_csr(split)
+    return write_csr_partitions(split.path, split.split, by_user, n_blocks, progress)
+
+
+def write_csr_partitions(split_path: str, split_name: str, by_user: sp.csr_matrix, n_blocks: int,
+                         progress: Progress | None = None) -> PartitionsRef:
+    """Cut ``by_user`` (users×items, sorted column indices) and its transpose into ``n_blocks``
+    nnz-balanced row blocks per side and write them as ``split_path/partitions/pP/``.
+
+    What :func:`build_partitions` does once it has the split's train CSR; also for a benchmark
+    that partitions a matrix it made in memory (``split_path`` is then any folder).
+    """
+    check_param(isinstance(n_blocks, (int, np.integer)) and n_blocks >= 1, "n_blocks", n_blocks, "an integer ≥ 1")
     by_item = by_user.T.tocsr()
     by_item.sort_indices()
     mats = {"user": by_user, "item": by_item}
     bounds = {s: balanced_boundaries(mats[s].indptr, n_blocks) for s in SIDES}
     total = sum(len(b) - 1 for b in bounds.values())
-    ratings = by_user.data.astype(np.float64)
+    nnz = int(by_user.nnz)
     manifest: dict[str, Any] = {
-        "split": split.split,
+        "split": split_name,
         "n_users": int(by_user.shape[0]),
         "n_items": int(by_user.shape[1]),
-        "nnz": int(by_user.nnz),
+        "nnz": nnz,
         "n_blocks": int(n_blocks),
-        "global_mean": float(ratings.mean()) if ratings.size else 0.0,
+        "global_mean": float(by_user.data.astype(np.float64).mean()) if nnz else 0.0,
         "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -119,7 +132,7 @@ def build_partitions(
             for b in range(len(bnd) - 1):
                 yield side, b, _block_arrays(m, int(bnd[b]), int(bnd[b + 1]))
 
-    return write_partitions(split.path, n_blocks, manifest, blocks(), total=total, progress=progress)
+    return write_partitions(split_path, int(n_blocks), manifest, blocks(), total=total, progress=progress)
 
 
 def assemble(blocks: Sequence[RowBlock]) -> sp.csr_matrix:

@@ -145,6 +145,11 @@ def user_holdout_mask(
     return mask
 
 
+def _column(table: Any, name: str) -> np.ndarray:
+    """One column of an Arrow table as a NumPy array (a copy only when the table is chunked)."""
+    return table.column(name).to_numpy()
+
+
 def cold_flags(
     train_users: np.ndarray,
     train_items: np.ndarray,
@@ -274,30 +279,32 @@ def make_split(
             )
         train = ratings
         test = given_test
+        _check_not_empty(sid, kind, train.num_rows, test.num_rows, cutoff)
+        report(progress, 2, steps, "flagging cold-start rows")
+        cold_user, cold_item = cold_flags(
+            _column(train, "user_idx"), _column(train, "item_idx"),
+            _column(test, "user_idx"), _column(test, "item_idx"), n_users, n_items,
+        )  # fmt: skip
     else:
-        u = ratings.column("user_idx").to_numpy()
-        i = ratings.column("item_idx").to_numpy()
-        ts = ratings.column("timestamp").to_numpy()
+        u, i = _column(ratings, "user_idx"), _column(ratings, "item_idx")
         report(progress, 1, steps, "splitting")
         if until is not None:  # a bounded window: rows after it are in neither part
             assert cutoff is not None  # split_id checked it
-            in_train, mask = window_masks(ts, cutoff, until)
+            in_train, mask = window_masks(_column(ratings, "timestamp"), cutoff, until)
         else:
             if kind == "random":
-                mask = random_mask(u.size, test_fraction, seed)
+                mask = random_mask(ratings.num_rows, test_fraction, seed)
             elif kind == "temporal":
-                mask = temporal_mask(u, i, ts, cutoff=cutoff, test_fraction=test_fraction, per_user=per_user)
+                mask = temporal_mask(u, i, _column(ratings, "timestamp"), cutoff=cutoff,
+                                     test_fraction=test_fraction, per_user=per_user)
             else:
-                mask = user_holdout_mask(u, i, ts, k, by, seed)
+                mask = user_holdout_mask(u, i, _column(ratings, "timestamp"), k, by, seed)
             in_train = ~mask
         train = ratings.filter(pa.array(in_train))
         test = ratings.filter(pa.array(mask))
-    _check_not_empty(sid, kind, train.num_rows, test.num_rows, cutoff)
-    report(progress, 2, steps, "flagging cold-start rows")
-    cold_user, cold_item = cold_flags(
-        train.column("user_idx").to_numpy(), train.column("item_idx").to_numpy(),
-        test.column("user_idx").to_numpy(), test.column("item_idx").to_numpy(), n_users, n_items,
-    )  # fmt: skip
+        _check_not_empty(sid, kind, train.num_rows, test.num_rows, cutoff)
+        report(progress, 2, steps, "flagging cold-start rows")
+        cold_user, cold_item = cold_flags(u[in_train], i[in_train], u[mask], i[mask], n_users, n_items)
     test = test.append_column("cold_user", pa.array(cold_user)).append_column(
         "cold_item", pa.array(cold_item)
     )

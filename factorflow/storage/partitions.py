@@ -11,10 +11,12 @@ pure maths in :mod:`factorflow.data.partitions`, whose ``build_partitions`` comp
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 from factorflow.errors import NotFoundError, check_param
 from factorflow.progress import Progress, report
 from factorflow.storage import layout
-from factorflow.storage.checksums import checksums, verify
+from factorflow.storage.checksums import verify
 from factorflow.storage.fs import atomic_dir, open_store, read_json, url_of, write_json
 from factorflow.storage.layout import block_file
 
@@ -115,28 +117,42 @@ def write_partitions(
     """
     fs, p = open_store(split_path)
     final = layout.partitions_dir(p, n_blocks)
-    done = 0
     try:
-        with atomic_dir(fs, final) as tmp:
+        with atomic_dir(fs, final) as tmp, ThreadPoolExecutor(1, thread_name_prefix="partitions-write") as pool:
             rows: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
-            for side, b, arrays in blocks:
+            files: dict[str, dict[str, Any]] = {}
+            pending: Future | None = None
+            for done, (side, b, arrays) in enumerate(blocks, start=1):
                 name = block_file(side, b)
                 buf = io.BytesIO()  # np.savez seeks; an object store's write stream cannot
                 np.savez(buf, **arrays)
-                with fs.open(layout.block_path(tmp, side, b), "wb") as f:
-                    f.write(buf.getbuffer())
+                if pending is not None:  # one block in flight: memory stays bounded
+                    pending.result()
+                # written and hashed (hashlib releases the GIL) while the next block is cut
+                pending = pool.submit(_write_block, fs, layout.block_path(tmp, side, b), buf, files, name)
                 rows[side].append({"block": b, "start": int(arrays["start"]), "stop": int(arrays["stop"]),
                                    "nnz": int(arrays["indptr"][-1]), "file": name})
-                done += 1
                 report(progress, done, total, f"{side} block {b}")
+            if pending is not None:
+                pending.result()
             manifest.update(rows)
-            manifest["files"] = checksums(fs, tmp)
+            manifest["files"] = dict(sorted(files.items()))  # as checksums(fs, tmp) lists them
             write_json(fs, layout.partitions_manifest(tmp), manifest)
     except FileExistsError:  # a concurrent writer published the same partitions first
         ref = load_partitions(url_of(fs, final))
         ref.reused = True
         return ref
     return PartitionsRef(path=url_of(fs, final), manifest=manifest)
+
+
+def _write_block(fs: Any, path: str, buf: io.BytesIO, files: dict[str, dict[str, Any]], name: str) -> None:
+    """Write one serialized block and record its manifest entry (``bytes``, ``sha256``) from the bytes
+    written, so they are not read back for the checksums."""
+    data = buf.getbuffer()
+    with fs.open(path, "wb") as f:
+        f.write(data)
+    files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    data.release()
 
 
 # ---------------------------------------------------------------- reading

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 RATING_COLUMNS = ("user_idx", "item_idx", "rating", "timestamp")
 #: Rows per Parquet row group of train.parquet / test.parquet.
 ROW_GROUP = 1 << 20
+#: The columns written dictionary-encoded. Not ``timestamp``: nearly every value is distinct, so the
+#: writer would fill a dictionary page only to fall back to plain encoding (about 15% of the write's
+#: CPU time at 20M rows, and a larger file).
+DICTIONARY_COLUMNS = ["user_idx", "item_idx", "rating"]
 
 
 @dataclass
@@ -183,8 +187,8 @@ def write_split(
     final_url = url_of(fs, final)
     try:
         with atomic_dir(fs, final) as tmp:
-            pqio.write_table(fs, layout.split_train_file(tmp), train, row_group_size=ROW_GROUP)
-            pqio.write_table(fs, layout.split_test_file(tmp), test, row_group_size=ROW_GROUP)
+            for path, table in ((layout.split_train_file(tmp), train), (layout.split_test_file(tmp), test)):
+                pqio.write_table(fs, path, table, row_group_size=ROW_GROUP, use_dictionary=DICTIONARY_COLUMNS)
             manifest["files"] = checksums(fs, tmp)
             write_json(fs, layout.split_manifest(tmp), manifest)
     except FileExistsError:  # a concurrent writer published the same split first
