@@ -563,7 +563,7 @@ def print_table(result: dict[str, Any]) -> None:
               f"{rss:11.0f}  {label}{', '.join(f'{x:.1f}' for x in sweeps)}")
     for k, s in result["summary"].items():
         ratios = ", ".join(f"{name} {v:.2f}" for name, v in s.items() if "/" in name or name == "dask_overhead")
-        print(f"rank {k}: FLOP floor {s['floor_s']:.2f} s/sweep; {ratios}")
+        print(f"rank {k}: FLOP floor {s['floor_s']:.3g} s/sweep; {ratios}")
     for line in result["skipped"]:
         print(line)
 
