@@ -14,7 +14,8 @@ A file that is not valid Parquet (truncated, overwritten, not Parquet at all) is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -88,3 +89,31 @@ def write_table(fs: AbstractFileSystem, path: str, table: pa.Table, **options: A
     pq.write_table(table, out, **options)
     with fs.open(path, "wb") as f:
         f.write(out.getvalue().to_pybytes())
+
+
+def write_batches(fs: AbstractFileSystem, path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch],
+                  **options: Any) -> None:
+    """Write ``batches`` to ``path``, one row group each; ``options`` go to ``pyarrow.parquet.ParquetWriter``.
+
+    The next batch is produced on a helper thread while the current one is encoded (numpy's
+    gathers and Parquet's encoding both release the GIL), so a caller that computes its row
+    groups on the fly (e.g. by gathering a permutation) overlaps that work with the writing.
+    """
+    sink: Any = path if is_local(fs) else pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, **options) as writer:
+        for batch in _prefetched(batches):
+            writer.write_batch(batch, row_group_size=max(1, batch.num_rows))
+    if not is_local(fs):
+        with fs.open(path, "wb") as f:
+            f.write(sink.getvalue().to_pybytes())
+
+
+def _prefetched(items: Iterable[Any]) -> Iterator[Any]:
+    """``items``, each produced on one helper thread while the previous one is being used."""
+    it = iter(items)
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-prefetch") as pool:
+        nxt = pool.submit(next, it, end)
+        while (item := nxt.result()) is not end:
+            nxt = pool.submit(next, it, end)
+            yield item

@@ -51,6 +51,7 @@ decompressed into a local temporary file, so Arrow never holds a Python object (
 from __future__ import annotations
 
 from factorflow.data.ingest.formats import FORMATS, FormatSpec, detect_format
+from factorflow.data.ingest.ordering import resolve_duplicates
 from factorflow.data.ingest.reader import REASONS
 from factorflow.data.ingest.scale import COMMON_SCALES, RatingScale, infer_scale
 from factorflow.data.ingest.snapshot import (
@@ -59,7 +60,6 @@ from factorflow.data.ingest.snapshot import (
     describe_rejects,
     ingest_source,
     planned_snapshot,
-    resolve_duplicates,
     snapshot_id,
 )
 from factorflow.storage.datasets import SnapshotRef

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
+from factorflow.data.ingest.blocks import NeedRobust, read_blocks
 from factorflow.data.ingest.formats import ArrowInput, FormatSpec, arrow_input, not_utf8_error
 from factorflow.data.ingest.ids import IdMap
 from factorflow.data.ingest.lines import first_non_utf8
@@ -49,10 +50,6 @@ _F32_MAX = float(np.finfo(np.float32).max)
 _FLOAT_RE = r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _NONFINITE_RE = r"^[+-]?(nan|inf|infinity)$"
 _INT_RE = r"^-?[0-9]{1,18}$"
-
-
-class _NeedRobust(Exception):
-    """The fast path met a row it cannot vouch for."""
 
 
 @dataclass
@@ -198,8 +195,14 @@ class _Acc:
             t = np.arange(self.n_valid, self.n_valid + n, dtype=np.int64)
         # own copies: views of Arrow buffers would pin the batch's memory in Arrow's pool
         for name, values in (("user", u), ("item", i), ("rating", r), ("timestamp", t)):
-            self.chunks[name].append(np.array(values, _DTYPES[name]))
+            own = isinstance(values, np.ndarray) and values.flags.owndata and values.dtype == _DTYPES[name]
+            self.chunks[name].append(values if own else np.array(values, _DTYPES[name]))
         self.n_valid += n
+
+    def add_block(self, u: np.ndarray, i: np.ndarray, r: np.ndarray, t: np.ndarray | None, n_rows: int) -> None:
+        """One block of the fast path: all ``n_rows`` rows read are kept."""
+        self.add(u, i, r, t)
+        self.rows_read += n_rows
 
     def rows(self, source: str, rejects: Rejects, path: str, first_line: int, invalid: list[int]) -> FileRows:
         skipped = np.concatenate(self.skipped) if self.skipped else np.zeros(0, np.int64)
@@ -222,7 +225,7 @@ def read_rows(
     with arrow_input(source, progress, total_bytes) as inp:
         try:
             return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, False, inp)
-        except _NeedRobust:
+        except NeedRobust:
             users.truncate(mark[0])
             items.truncate(mark[1])
             return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, True, inp)
@@ -240,14 +243,63 @@ def _read(
     robust: bool,
     inp: ArrowInput | None = None,
 ) -> FileRows:
+    """One pass over ``source``: the fast path (raises ``NeedRobust``) or the robust path."""
     if inp is None:
         with arrow_input(source) as opened:
             return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, robust, opened)
+    if robust:
+        return _read_robust(source, spec, users, items, rating_range, progress, total_bytes, block_size, inp)
+    return _read_fast(source, spec, users, items, rating_range, progress, total_bytes, block_size, inp)
+
+
+def _read_fast(
+    source: str,
+    spec: FormatSpec,
+    users: IdMap,
+    items: IdMap,
+    rating_range: tuple[float, float] | None,
+    progress: Progress | None,
+    total_bytes: int | None,
+    block_size: int,
+    inp: ArrowInput,
+) -> FileRows:
+    """Every row clean and one line each: parsed in parallel blocks (``blocks.read_blocks``)."""
+    acc = _Acc()
+    stream, bytes_read = inp.open()
+
+    def on_block() -> None:
+        if bytes_read is not None:
+            report(progress, bytes_read(), total_bytes, source)
+
+    try:
+        read_blocks(stream, spec, users, items, rating_range, block_size, acc.add_block, on_block)
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        raise NeedRobust from exc
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{source}: cannot read or decompress ({exc})") from None
+    finally:
+        stream.close()  # only this thread read it, and the workers are done
+    pa.default_memory_pool().release_unused()
+    return acc.rows(source, Rejects(), "fast", spec.first_data_line, [])
+
+
+def _read_robust(
+    source: str,
+    spec: FormatSpec,
+    users: IdMap,
+    items: IdMap,
+    rating_range: tuple[float, float] | None,
+    progress: Progress | None,
+    total_bytes: int | None,
+    block_size: int,
+    inp: ArrowInput,
+) -> FileRows:
+    """Every column as a string, quotes honoured, serial; each bad row recorded with its line."""
     invalid_lines: list[int] = []  # every row pyarrow skipped (keeps the line numbering right)
     invalid_texts: list[str] = []
-    multiline: list[int] = []  # robust: malformed rows spanning lines (their first line)
+    multiline: list[int] = []  # malformed rows spanning lines (their first line)
 
-    def on_invalid(row: pv.InvalidRow) -> str:  # robust path only, called on this thread
+    def on_invalid(row: pv.InvalidRow) -> str:  # called on this thread (use_threads=False)
         invalid_lines.append(row.number if row.number is not None else -1)
         invalid_texts.append(row.text)
         if "\n" in row.text or "\r" in row.text:
@@ -258,39 +310,25 @@ def _read(
     weakref.finalize(on_invalid, handler_released.set)
 
     all_cols = spec.column_names or spec.header or []
-    if robust:
-        types = {c: pa.string() for c in all_cols}
-        include = None
-    else:
-        types = {spec.roles["user"]: pa.string(), spec.roles["item"]: pa.string(), spec.roles["rating"]: pa.float64()}
-        if spec.has_timestamp:
-            types[spec.roles["timestamp"]] = pa.int64()
-        types.update({c: pa.null() for c in spec.separators})
-        include = list(types)
-    read_opts = pv.ReadOptions(block_size=block_size, use_threads=not robust, column_names=spec.column_names,
+    read_opts = pv.ReadOptions(block_size=block_size, use_threads=False, column_names=spec.column_names,
                                skip_rows=spec.skip_lines)
     parse_opts = pv.ParseOptions(
         delimiter=spec.delimiter,
-        # fast path: no Python callback in Arrow's pool threads (one still held there at interpreter
-        # exit aborted the process); a malformed row raises ArrowInvalid, which means "go robust"
-        invalid_row_handler=on_invalid if robust else None,
-        ignore_empty_lines=not robust,
-        quote_char='"' if robust else False,  # fast path: one row per line, a quote sends it robust
-        newlines_in_values=robust,  # robust: a quoted line break parses the same at any block boundary
+        invalid_row_handler=on_invalid,
+        ignore_empty_lines=False,
+        quote_char='"',
+        newlines_in_values=True,  # a quoted line break parses the same at any block boundary
     )
     conv_opts = pv.ConvertOptions(
-        column_types=types,
-        include_columns=include,
-        null_values=[] if robust else [""],
+        column_types={c: pa.string() for c in all_cols},
+        null_values=[],
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
     acc = _Acc()
     rejects = Rejects()
     n_delivered = 0
-    # Never closed here: an abandoned threaded reader may still be reading ahead from it, and a
-    # closed file descriptor is reused by the next open (the robust pass lost rows to that).
-    # Arrow closes the file when it lets go of its last reference.
+    # Never closed here: Arrow closes the file when it lets go of its last reference.
     stream, bytes_read = inp.open()
     try:
         reader = pv.open_csv(
@@ -300,13 +338,10 @@ def _read(
             convert_options=conv_opts,
         )
         for batch in reader:
-            if not robust:
-                _fast_batch(batch, spec, users, items, rating_range, acc)
-            else:
-                _robust_batch(batch, spec, users, items, rating_range, acc, rejects, n_delivered, invalid_lines)
-                last_row = np.array([n_delivered + batch.num_rows - 1])
-                last = int(_lines_of(last_row, spec.first_data_line, invalid_lines)[0])
-                _check_multiline(source, batch, n_delivered, spec.first_data_line, invalid_lines, multiline, last)
+            _robust_batch(batch, spec, users, items, rating_range, acc, rejects, n_delivered, invalid_lines)
+            last_row = np.array([n_delivered + batch.num_rows - 1])
+            last = int(_lines_of(last_row, spec.first_data_line, invalid_lines)[0])
+            _check_multiline(source, batch, n_delivered, spec.first_data_line, invalid_lines, multiline, last)
             n_delivered += batch.num_rows
             if bytes_read is not None:
                 report(progress, bytes_read(), total_bytes, source)
@@ -314,8 +349,6 @@ def _read(
         if bytes_read is not None:
             report(progress, bytes_read(), total_bytes, source)
     except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
-        if not robust:
-            raise _NeedRobust from exc
         msg = str(exc).splitlines()[0]
         if "UTF8" in msg or "utf8" in msg.lower():
             raise _not_utf8(source, msg) from None
@@ -327,7 +360,7 @@ def _read(
         # that happens while the interpreter exits, the thread cannot take the GIL and the
         # process aborts (exit 134 after the one-line error). So drop ours and wait for it.
         reader = parse_opts = on_invalid = stream = None
-        if robust and not handler_released.wait(_HANDLER_RELEASE_TIMEOUT):
+        if not handler_released.wait(_HANDLER_RELEASE_TIMEOUT):
             _log.warning("pyarrow still holds the CSV reader of %s", source)
     bad = [k for k, text in enumerate(invalid_texts) if text.strip()]  # whitespace-only lines are blank
     if bad:
@@ -336,7 +369,7 @@ def _read(
         rejects.add(lines, texts, np.full(len(lines), _WRONG_COUNT, np.int8))
         acc.rows_read += len(lines)
     pa.default_memory_pool().release_unused()
-    return acc.rows(source, rejects, "robust" if robust else "fast", spec.first_data_line, invalid_lines)
+    return acc.rows(source, rejects, "robust", spec.first_data_line, invalid_lines)
 
 
 def _not_utf8(source: str, msg: str) -> InputError:
@@ -395,47 +428,6 @@ def _check_multiline(
             f"{source}: line {min(lines)}: a quoted field runs over a line break (an unmatched '\"'?); "
             "every rating must be on one line: fix or remove the quote"
         )
-
-
-def _has_empty(col: pa.Array) -> bool:
-    return len(col) > 0 and pc.min(pc.binary_length(col)).as_py() == 0
-
-
-def _fast_batch(
-    batch: pa.RecordBatch,
-    spec: FormatSpec,
-    users: IdMap,
-    items: IdMap,
-    rating_range: tuple[float, float] | None,
-    acc: _Acc,
-) -> None:
-    roles = spec.roles
-    u, i, r = batch.column(roles["user"]), batch.column(roles["item"]), batch.column(roles["rating"])
-    if _has_empty(u) or _has_empty(i) or r.null_count:
-        raise _NeedRobust
-    rv = r.to_numpy()
-    if not (np.abs(rv) <= _F32_MAX).all():  # NaN, ±inf, or beyond float32 (stored as inf)
-        raise _NeedRobust
-    if rating_range is not None and ((rv < rating_range[0]) | (rv > rating_range[1])).any():
-        raise _NeedRobust
-    tv = None
-    if spec.has_timestamp:
-        t = batch.column(roles["timestamp"])
-        if t.null_count:
-            raise _NeedRobust
-        tv = t.to_numpy()
-    acc.add(_encode_checked(users, u), _encode_checked(items, i), rv, tv)
-    acc.rows_read += batch.num_rows
-
-
-def _encode_checked(ids: IdMap, col: pa.Array) -> np.ndarray:
-    """``ids.encode(col)``, but a new id holding a quote (fast path: quotes not parsed) or a NUL
-    byte sends the file to the robust path. Only the few new ids are looked at."""
-    n = ids.n
-    out = ids.encode(col)
-    if ids.n > n and pc.any(pc.match_substring_regex(ids.added_since(n), r'["\x00]')).as_py():
-        raise _NeedRobust
-    return out
 
 
 def _number_text(col: pa.Array) -> pa.Array:

@@ -1,0 +1,136 @@
+"""Kept rows → one row per (user, item) pair, in (user, item) order, written row group by row group.
+
+Order: ``key = user * n_items + item`` (int64), sorted stably (equal keys keep file order). When
+the key and the row position fit in 63 bits together, one in-place sort of ``key << b | position``
+gives both the stable order (low bits) and the sorted keys (high bits): numpy's int64 sort is
+several times faster than a stable argsort, and no second int64 array is needed. Otherwise (huge
+id spaces) a stable argsort.
+
+Duplicates: per pair the row with the latest timestamp wins, ties → the last in the file. Only the
+rows of pairs seen more than once are re-sorted, by (key, timestamp), stably.
+
+:class:`SortedRows` holds the sorted keys, the order and the unsorted rating and timestamp
+columns; its row groups are gathered one at a time (user and item come from the keys, rating
+and timestamp by the order), so the sorted table is never held whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+STEP = 1 << 20  # rows per vectorized step where a whole-column temporary would cost memory
+
+
+def sort_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, sorted_keys)``: the stable order of ``key`` (non-negative int64, consumed) and ``key[order]``.
+
+    ``order`` is int32 when the row count allows (int64 otherwise). ``key`` is overwritten.
+    """
+    n = len(key)
+    index_type = np.int32 if n < 2**31 else np.int64
+    if n == 0 or (key[1:] >= key[:-1]).all():  # already in order: common for MovieLens files
+        return np.arange(n, dtype=index_type), key
+    pos_bits = max(1, (n - 1).bit_length())
+    if int(key.max()).bit_length() + pos_bits > 63:
+        order = np.argsort(key, kind="stable")
+        return order.astype(index_type), key[order]
+    key <<= pos_bits
+    for a in range(0, n, STEP):  # no whole-column temporary
+        key[a : a + STEP] |= np.arange(a, min(n, a + STEP), dtype=np.int64)
+    key.sort()  # positions make every value distinct: any sort is stable here
+    order = np.empty(n, index_type)
+    mask = (1 << pos_bits) - 1
+    for a in range(0, n, STEP):
+        np.bitwise_and(key[a : a + STEP], mask, out=order[a : a + STEP], casting="unsafe")
+    key >>= pos_bits
+    return order, key
+
+
+def pair_keys(u: np.ndarray, i: np.ndarray, n_items: int) -> np.ndarray:
+    """``u * n_items + i`` as int64."""
+    key = u.astype(np.int64)
+    key *= max(n_items, 1)
+    key += i
+    return key
+
+
+def keep_latest(order: np.ndarray, keys: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, keys)`` with one row per key: the latest ``t[order]``, ties → the later position.
+
+    ``order``/``keys`` as from :func:`sort_pairs` (equal keys in position order).
+    """
+    n = len(keys)
+    if n == 0:
+        return order, keys
+    starts = np.empty(n, bool)
+    starts[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=starts[1:])
+    keep = starts.copy()
+    keep[:-1] &= starts[1:]  # a pair seen once starts a group and the next row starts another
+    del starts
+    if keep.all():
+        return order, keys
+    p = np.flatnonzero(~keep)  # positions (in sorted order) of rows in repeated pairs
+    sub = p[np.lexsort((t[order[p]], keys[p]))]  # stable: equal (key, t) stay in file order
+    last = np.ones(len(sub), bool)
+    last[:-1] = keys[sub[1:]] != keys[sub[:-1]]
+    keep[sub[last]] = True
+    return order[keep], keys[keep]
+
+
+def resolve_duplicates(u: np.ndarray, i: np.ndarray, t: np.ndarray, n_items: int) -> np.ndarray:
+    """Row positions to keep, in (user, item) order: per pair the latest ``t``, ties → last in file."""
+    order, keys = sort_pairs(pair_keys(u, i, n_items))
+    return keep_latest(order, keys, t)[0]
+
+
+@dataclass
+class SortedRows:
+    """Kept rows in (user, item) order, one per pair; see the module docstring."""
+
+    keys: np.ndarray  # sorted user * n_items + item
+    order: np.ndarray  # positions into rating/timestamp
+    rating: np.ndarray  # float32, file order
+    timestamp: np.ndarray  # int64, file order
+    n_items: int
+
+    @classmethod
+    def build(cls, key: np.ndarray, rating: np.ndarray, timestamp: np.ndarray, n_items: int) -> tuple[SortedRows, int]:
+        """``(rows, n_duplicates_dropped)`` from :func:`pair_keys` (consumed) and the values, in file order."""
+        order, keys = sort_pairs(key)
+        n = len(keys)
+        order, keys = keep_latest(order, keys, timestamp)
+        return cls(keys, order, rating, timestamp, n_items), n - len(keys)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.keys)
+
+    def kept_values(self, column: str) -> np.ndarray:
+        """The kept rows' ``"rating"`` or ``"timestamp"`` values in some order (file order when all are kept)."""
+        values = self.rating if column == "rating" else self.timestamp
+        return values if len(self.order) == len(values) else values[self.order]
+
+    def batches(self, rows: int) -> Iterator[pa.RecordBatch]:
+        """``user_idx, item_idx, rating, timestamp`` in slices of ``rows`` rows."""
+        n_items = max(self.n_items, 1)
+        for a in range(0, self.num_rows, rows):
+            k = self.keys[a : a + rows]
+            o = self.order[a : a + rows]
+            u = (k // n_items).astype(np.int32)
+            i = (k - u.astype(np.int64) * n_items).astype(np.int32)
+            yield pa.RecordBatch.from_arrays(
+                [_arrow(u, pa.int32()), _arrow(i, pa.int32()), _arrow(self.rating[o], pa.float32()),
+                 _arrow(self.timestamp[o], pa.int64())],
+                names=["user_idx", "item_idx", "rating", "timestamp"],
+            )
+
+
+def _arrow(values: np.ndarray, type_: pa.DataType) -> pa.Array:
+    """A zero-copy Arrow view of a contiguous numpy array without nulls."""
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(values)])
