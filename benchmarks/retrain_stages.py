@@ -56,6 +56,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _proctree import run_sampled  # noqa: E402  (process-tree RSS sampling)
 from ingest import ML20M_RATINGS, ensure_csv  # noqa: E402  (the shared cached-CSV helper)
 
 TARGET_S = 150.0
@@ -96,57 +97,6 @@ def cli_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     return env
-
-
-def run_cli(cmd: list[str], env: dict[str, str], log_dir: Path, sample_s: float) -> dict:
-    """Run ``cmd``; wall-clock start/end, exit code and the sampled peak RSS of its process tree."""
-    import psutil
-
-    peak_sum = peak_one = 0
-    peak_by: dict[str, int] = {}
-    with open(log_dir / "stdout.txt", "wb") as out, open(log_dir / "stderr.txt", "wb") as err:
-        started = time.time()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        root = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            by_role: dict[str, int] = {}
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                procs = []
-            for p in procs:
-                try:
-                    rss = p.memory_info().rss
-                    role = _role(p)
-                except psutil.Error:
-                    continue
-                if not rss:  # a zombie, or a process that just exited
-                    continue
-                peak_one = max(peak_one, rss)
-                by_role[role] = by_role.get(role, 0) + rss
-            peak_sum = max(peak_sum, sum(by_role.values()))
-            for role, rss in by_role.items():
-                peak_by[role] = max(peak_by.get(role, 0), rss)
-            time.sleep(sample_s)
-        ended = time.time()
-    mb = 1 << 20
-    return {"started": started, "ended": ended, "returncode": proc.returncode,
-            "peak_rss_tree_mb": peak_sum / mb, "peak_rss_one_process_mb": peak_one / mb,
-            "peak_rss_by_role_mb": {k: v / mb for k, v in sorted(peak_by.items())}}
-
-
-def _role(p) -> str:
-    """What a process of the tree is, from its command line."""
-    cmd = " ".join(p.cmdline())
-    if "factorflow.cli._api_server" in cmd:
-        return "prefect api server"
-    if "resource_tracker" in cmd:
-        return "multiprocessing resource tracker"
-    if "multiprocessing" in cmd:
-        return "dask workers"
-    if "factorflow" in cmd and "retrain" in cmd:
-        return "cli (flow)"
-    return "other: " + p.name()
 
 
 def read_prefect_run(db: Path, flow_run_id: str) -> tuple[dict, list[dict], list[dict]]:
@@ -251,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print("$", " ".join(cmd[1:]), flush=True)
     load_before = os.getloadavg()
     try:
-        proc = run_cli(cmd, cli_env(home), work, args.sample_s)
+        proc = run_sampled(cmd, cli_env(home), work, args.sample_s)
         if proc["returncode"] != 0:
             sys.stderr.write((work / "stderr.txt").read_text()[-4000:])
             raise SystemExit(f"factorflow retrain exited with {proc['returncode']} (logs in {work})")
