@@ -17,13 +17,15 @@ Inference rule (:func:`infer_scale`), on the n kept ratings of the (train) file:
    bulk's magnitude, at least 1, when all bulk values are equal), so only gross outliers go.
 
 Ratings outside the scale are rejected (reason ``rating outside the inferred scale LO..HI``).
-A given test file uses the train file's scale. The rule is deterministic (a partial sort).
+A given test file uses the train file's scale. The rule is deterministic (a partial sort, or for
+files with few distinct ratings the same order statistics from their counts).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,7 @@ COMMON_SCALES: tuple[tuple[float, float], ...] = (
     (0.0, 100.0),
 )
 TRIM_FRACTION = 0.001
+MAX_DISTINCT = 4096  # value_counts gives up beyond this many distinct ratings (then: a partial sort)
 NEIGHBOUR_WIDTH = 1.25
 
 
@@ -102,6 +105,49 @@ def _f32(x: float) -> float:
     return float(str(np.float32(x)))
 
 
+@dataclass(frozen=True)
+class ValueCounts:
+    """A multiset of ratings: sorted distinct ``values`` and their ``counts``."""
+
+    values: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+
+def value_counts(parts: Iterable[np.ndarray], max_distinct: int = MAX_DISTINCT) -> ValueCounts | None:
+    """The distinct values of ``parts`` (together) and their counts; None beyond ``max_distinct`` values.
+
+    One hash pass per part and a merge of the small results: for the usual few rating values
+    much cheaper than a partial sort of all ratings. -0.0 and 0.0 count as one value (as they
+    compare equal).
+    """
+    values: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    for part in parts:
+        v, c = np.unique(part, return_counts=True)
+        if len(v) > max_distinct:
+            return None
+        values.append(v)
+        counts.append(c.astype(np.int64))
+        if len(values) >= 32:
+            merged = _merge(values, counts)
+            values, counts = [merged.values], [merged.counts]
+    out = _merge(values, counts)
+    return out if len(out.values) <= max_distinct else None
+
+
+def _merge(values: list[np.ndarray], counts: list[np.ndarray]) -> ValueCounts:
+    if not values:
+        return ValueCounts(np.zeros(0, np.float32), np.zeros(0, np.int64))
+    v, inverse = np.unique(np.concatenate(values), return_inverse=True)
+    c = np.zeros(len(v), np.int64)
+    np.add.at(c, inverse, np.concatenate(counts))
+    return ValueCounts(v, c)
+
+
 def bulk_of(r: np.ndarray) -> tuple[float, float, int]:
     """``(lo_b, hi_b, k)``: the range left after setting aside the k smallest and k largest values."""
     n = len(r)
@@ -112,24 +158,49 @@ def bulk_of(r: np.ndarray) -> tuple[float, float, int]:
     return float(part[k]), float(part[n - 1 - k]), k
 
 
+def _bulk_of_counts(vc: ValueCounts) -> tuple[float, float, int]:
+    """:func:`bulk_of` of the multiset ``vc``: the k-th smallest value is the first whose running count exceeds k."""
+    n = vc.n
+    k = max(1, math.ceil(TRIM_FRACTION * n))
+    if n <= 2 * k + 2:
+        return float(vc.values[0]), float(vc.values[-1]), 0
+    cum = np.cumsum(vc.counts)
+    lo_at, hi_at = np.searchsorted(cum, [k, n - 1 - k], side="right")
+    return float(vc.values[lo_at]), float(vc.values[hi_at]), k
+
+
 def infer_scale(r: np.ndarray) -> RatingScale:
     """The scale the bulk of the ratings ``r`` shows (see the module docstring for the rule)."""
     if len(r) == 0:
         raise ValueError("infer_scale needs at least one rating")
-    lo_b, hi_b, k = bulk_of(r)
-    lo, hi = float(r.min()), float(r.max())
+    return _infer(bulk_of(r), float(r.min()), float(r.max()), len(r),
+                  lambda s: int(np.count_nonzero((r < s[0]) | (r > s[1]))))
+
+
+def infer_scale_from_counts(vc: ValueCounts) -> RatingScale:
+    """:func:`infer_scale` of the ratings counted in ``vc`` (the same result, without the ratings)."""
+    if vc.n == 0:
+        raise ValueError("infer_scale needs at least one rating")
+    v, c = vc.values, vc.counts
+    return _infer(_bulk_of_counts(vc), float(v[0]), float(v[-1]), vc.n,
+                  lambda s: int(c[(v < s[0]) | (v > s[1])].sum()))
+
+
+def _infer(bulk: tuple[float, float, int], lo: float, hi: float, n: int,
+           n_outside: Callable[[tuple[float, float]], int]) -> RatingScale:
+    lo_b, hi_b, k = bulk
     if lo_b == hi_b and k and any(s[0] <= lo and hi <= s[1] for s in COMMON_SCALES):
         lo_b, hi_b, k = lo, hi, 0
     fits = sorted((s for s in COMMON_SCALES if s[0] <= lo_b and hi_b <= s[1]), key=lambda s: s[1] - s[0])
     if not fits:
         w = hi_b - lo_b or max(1.0, abs(lo_b), abs(hi_b))
-        return RatingScale(lo_b - w, hi_b + w, "bulk ± width", (lo_b, hi_b), k, len(r))
+        return RatingScale(lo_b - w, hi_b + w, "bulk ± width", (lo_b, hi_b), k, n)
     best = fits[0]
     if not (best[0] <= lo and hi <= best[1]):
         width = best[1] - best[0]
         neighbours = [s for s in fits if s[0] <= best[0] and best[1] <= s[1] and s[1] - s[0] <= NEIGHBOUR_WIDTH * width]
-        best = min(neighbours, key=lambda s: (int(np.count_nonzero((r < s[0]) | (r > s[1]))), s[1] - s[0]))
-    return RatingScale(best[0], best[1], "common scale", (lo_b, hi_b), k, len(r))
+        best = min(neighbours, key=lambda s: (n_outside(s), s[1] - s[0]))
+    return RatingScale(best[0], best[1], "common scale", (lo_b, hi_b), k, n)
 
 
 def kept_ratings(rows: FileRows) -> np.ndarray:

@@ -41,7 +41,9 @@ from factorflow.data.ingest.scale import (
     apply_scale,
     declared_scale,
     infer_scale,
+    infer_scale_from_counts,
     kept_ratings,
+    value_counts,
 )
 from factorflow.errors import DataWarning, InputError, ParameterError, check_param
 from factorflow.progress import Progress
@@ -295,11 +297,11 @@ def _pct(x: float) -> str:
 
 
 def _inferred_scale(rows: FileRows) -> RatingScale:
-    """The scale the kept ratings of the train file show."""
-    r = kept_ratings(rows)
-    if not len(r):  # nothing to infer from; _check_rejects reports the file
+    """The scale the kept ratings of the train file show (from their counts when few distinct)."""
+    if not rows.n_valid:  # nothing to infer from; _check_rejects reports the file
         return RatingScale(-np.inf, np.inf, "none")
-    return infer_scale(r)
+    counted = value_counts(rows.chunks["rating"])
+    return infer_scale_from_counts(counted) if counted is not None else infer_scale(kept_ratings(rows))
 
 
 def _apply_scale(rows: FileRows, spec: FormatSpec, scale: RatingScale) -> int:
