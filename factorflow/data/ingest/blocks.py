@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
+from factorflow.data.ingest.arrow import values_of
 from factorflow.data.ingest.formats import FormatSpec
 from factorflow.data.ingest.ids import IdMap
 
@@ -79,8 +80,9 @@ def _last_line_end(data: np.ndarray) -> int:
     return 0
 
 
-def _skip_lines(data: memoryview, n_lines: int) -> int | None:
-    """Offset after a leading UTF-8 BOM and ``n_lines`` line ends (None: fewer in ``data``)."""
+def _skip_lines(data: memoryview, n_lines: int, eof: bool) -> int | None:
+    """Offset after a leading UTF-8 BOM and ``n_lines`` line ends (None: fewer in ``data``, or the
+    last one a ``\r`` at its end that may be the first half of ``\r\n``, unless at ``eof``)."""
     start = len(_BOM) if bytes(data[: len(_BOM)]) == _BOM else 0
     if n_lines == 0:
         return 0  # keep the BOM: pyarrow skips it at the start of its input
@@ -90,6 +92,8 @@ def _skip_lines(data: memoryview, n_lines: int) -> int | None:
         if m is None:
             return None
         pos = m.end()
+    if pos == len(data) and not eof and bytes(data[pos - 1 : pos]) == b"\r":
+        return None
     return pos
 
 
@@ -117,7 +121,7 @@ def line_blocks(stream: pa.NativeFile, block_size: int, skip: int) -> Iterator[p
             filled += n
         data = buf.slice(0, filled)
         if skip:
-            start = _skip_lines(memoryview(data), skip)
+            start = _skip_lines(memoryview(data), skip, eof)
             if start is None and not eof:
                 carry, want = data, want * 2
                 continue
@@ -169,7 +173,7 @@ class BlockParser:
         r = _one_chunk(table.column(roles["rating"]))
         if r.null_count:
             raise NeedRobust
-        rv = r.to_numpy()
+        rv = values_of(r, np.float64, copy=False)
         lo, hi = rv.min(), rv.max()  # NaN fails both checks below
         if not (-_F32_MAX <= lo and hi <= _F32_MAX):  # NaN, ±inf, or beyond float32 (stored as inf)
             raise NeedRobust
@@ -181,14 +185,14 @@ class BlockParser:
             t = _one_chunk(table.column(roles["timestamp"]))
             if t.null_count:
                 raise NeedRobust
-            tv = np.array(t.to_numpy(), np.int64)  # an own copy: frees the parsed block
+            tv = values_of(t, np.int64)  # an own copy: frees the parsed block
         du = pc.dictionary_encode(_one_chunk(table.column(roles["user"])))
         di = pc.dictionary_encode(_one_chunk(table.column(roles["item"])))
         if _has_empty(du.dictionary) or _has_empty(di.dictionary):  # an empty id field
             raise NeedRobust
         return Block(
-            np.array(du.indices.to_numpy(), np.int32), du.dictionary,
-            np.array(di.indices.to_numpy(), np.int32), di.dictionary,
+            values_of(du.indices, np.int32), du.dictionary,
+            values_of(di.indices, np.int32), di.dictionary,
             rv.astype(np.float32), tv, table.num_rows,
         )
 

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from factorflow.data.ingest.arrow import from_numpy, mask_of, values_of
+
 CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,18})$"
 _INT64_LIMITS = {19: str(2**63 - 1), 20: "-" + str(2**63)}  # text length → extreme value of that length
 
@@ -21,9 +23,9 @@ def _all_int64(vals: pa.Array) -> bool:
     """Whether every string in ``vals`` is a canonical integer that fits int64."""
     if not pc.all(pc.match_substring_regex(vals, CANONICAL_INT)).as_py():
         return False
-    lengths = pc.utf8_length(vals)
+    lengths = values_of(pc.utf8_length(vals), np.int32)
     for n, limit in _INT64_LIMITS.items():  # texts of one length and sign compare like their numbers
-        long = pc.filter(vals, pc.equal(lengths, n))
+        long = pc.filter(vals, from_numpy(lengths == n))
         if n == 19:  # 19 digits, or '-' and 18 digits (always in range)
             long = pc.filter(long, pc.invert(pc.starts_with(long, "-")))
         if len(long) and pc.max(long).as_py() > limit:
@@ -35,7 +37,7 @@ class IdMap:
     """A growing set of raw ids (strings, first-seen order) and their provisional indices."""
 
     def __init__(self) -> None:
-        self._values: pa.Array = pa.array([], pa.string())
+        self._values: pa.Array = pa.nulls(0, pa.string())
 
     @property
     def n(self) -> int:
@@ -44,14 +46,14 @@ class IdMap:
     def encode(self, col: pa.Array) -> np.ndarray:
         """Provisional int32 index of each raw id in ``col`` (new ids are appended)."""
         idx = pc.index_in(col, value_set=self._values)
+        out = values_of(idx, np.int32)
         if idx.null_count:
             miss = pc.is_null(idx)
             fresh = pc.filter(col, miss)
             new = pc.unique(fresh)
-            sub = pc.add(pc.index_in(fresh, value_set=new), pa.scalar(self.n, pa.int32()))
+            out[mask_of(miss)] = values_of(pc.index_in(fresh, value_set=new), np.int32) + self.n
             self._values = pa.concat_arrays([self._values, new])
-            idx = pc.replace_with_mask(idx, miss, sub)
-        return idx.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        return out
 
     def added_since(self, n: int) -> pa.Array:
         """The raw ids added after the first ``n``."""
@@ -72,15 +74,15 @@ class IdMap:
         keep = None
         if used is not None and not used.all():
             keep = np.flatnonzero(used)
-            vals = vals.take(pa.array(keep))
+            vals = vals.take(from_numpy(keep))
         n = len(vals)
         if n == 0 or _all_int64(vals):
-            ints = pc.cast(vals, pa.int64()).to_numpy()
+            ints = values_of(pc.cast(vals, pa.int64()), np.int64)
             order = np.argsort(ints, kind="stable")
-            ids: pa.Array = pa.array(ints[order], pa.int64())
+            ids: pa.Array = from_numpy(ints[order])
         else:
-            order = pc.sort_indices(vals).to_numpy()
-            ids = vals.take(pa.array(order))
+            order = values_of(pc.sort_indices(vals), np.uint64).astype(np.int64)
+            ids = vals.take(from_numpy(order))
         remap = np.empty(n, np.int32)
         remap[order] = np.arange(n, dtype=np.int32)
         if keep is not None:

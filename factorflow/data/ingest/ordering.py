@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from factorflow.data.ingest.arrow import from_numpy
+
 STEP = 1 << 20  # rows per vectorized step where a whole-column temporary would cost memory
 
 
@@ -124,13 +126,6 @@ class SortedRows:
             u = (k // n_items).astype(np.int32)
             i = (k - u.astype(np.int64) * n_items).astype(np.int32)
             yield pa.RecordBatch.from_arrays(
-                [_arrow(u, pa.int32()), _arrow(i, pa.int32()), _arrow(self.rating[o], pa.float32()),
-                 _arrow(self.timestamp[o], pa.int64())],
+                [from_numpy(u), from_numpy(i), from_numpy(self.rating[o]), from_numpy(self.timestamp[o])],
                 names=["user_idx", "item_idx", "rating", "timestamp"],
             )
-
-
-def _arrow(values: np.ndarray, type_: pa.DataType) -> pa.Array:
-    """A zero-copy Arrow view of a contiguous numpy array without nulls."""
-    values = np.ascontiguousarray(values)
-    return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(values)])

@@ -77,12 +77,13 @@ class Rejects:
 
     def table(self, source: str) -> pa.Table:
         """Sorted by line: ``source, line, raw, reason``."""
-        if not self.count:
-            lines, raws, codes = np.zeros(0, np.int64), pa.array([], pa.string()), np.zeros(0, np.int8)
-        else:
-            lines = np.concatenate(self.lines)
-            raws = pa.concat_arrays(self.raws)
-            codes = np.concatenate(self.codes)
+        if not self.count:  # (built without pa.array, which imports pandas: see ``arrow``)
+            names = ["source", "line", "raw", "reason"]
+            types = [pa.string(), pa.int64(), pa.string(), pa.string()]
+            return pa.Table.from_arrays([pa.nulls(0, t) for t in types], names=names)
+        lines = np.concatenate(self.lines)
+        raws = pa.concat_arrays(self.raws)
+        codes = np.concatenate(self.codes)
         order = np.argsort(lines, kind="stable")
         reasons = np.array([self.reason(c) for c in range(len(REASONS))], dtype=object)[codes[order]]
         return pa.table(

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from factorflow.data.ingest.arrow import from_numpy
 from factorflow.data.ingest.formats import (
     FORMATS,
     FormatSpec,
@@ -231,8 +232,8 @@ def ingest_source(
     rejects = pa.concat_tables([train.rejects.table(source)] + ([test.rejects.table(test_source)] if test else []))
     manifest["rejects_by_reason"] = _count_reasons(f.rejects.by_reason() for f in files)
     tables = {
-        ds.USERS_FILE: pa.table({"user_idx": pa.array(np.arange(len(user_ids), dtype=np.int32)), "user_id": user_ids}),
-        ds.ITEMS_FILE: pa.table({"item_idx": pa.array(np.arange(len(item_ids), dtype=np.int32)), "item_id": item_ids}),
+        ds.USERS_FILE: _id_table("user", user_ids),
+        ds.ITEMS_FILE: _id_table("item", item_ids),
         ds.REJECTS_FILE: rejects,
     }
     sorted_rows = {ds.RATINGS_FILE: train_tab}
@@ -251,6 +252,12 @@ def ingest_source(
     except FileExistsError:  # a concurrent ingest of the same bytes won: same content
         return SnapshotRef(store, name, snap, path, read_json(fs, snapshot_file(path, ds.MANIFEST_FILE)), reused=True)
     return SnapshotRef(store, name, snap, path, manifest, reused=False)
+
+
+def _id_table(side: str, ids: pa.Array) -> pa.Table:
+    """``{side}_idx`` (0..n-1, int32) and ``{side}_id`` (the raw ids)."""
+    idx = from_numpy(np.arange(len(ids), dtype=np.int32))
+    return pa.Table.from_arrays([idx, ids], names=[f"{side}_idx", f"{side}_id"])
 
 
 def _after(progress: Progress | None, offset: int) -> Progress | None:
