@@ -104,13 +104,14 @@ def test_fast_kernel_long_rows_threads_and_read_only_inputs_match_the_reference(
     data = (rng.integers(1, 11, size=indices.size) / 2.0).astype(np.float32)
     other = (rng.standard_normal((n_other, k)) * 0.4).astype(np.float32)
     ob = (rng.standard_normal(n_other) * 0.2).astype(np.float32)
-    for weighted, reg, rb in ((False, 12.0, 3.0), (True, 0.05, None)):
-        ref = solve_block_reference(indptr, indices, data, other, ob, 3.5, reg, weighted, rb)
-        runs = [solve_block(indptr, indices, data, other, ob, 3.5, reg, weighted, rb, threads=t) for t in (1, 2)]
+    for weighted, reg, rb, rpr in ((False, 12.0, 3.0, 0.0), (True, 0.05, None, 0.0), (False, 6.0, 3.0, 0.05)):
+        ref = solve_block_reference(indptr, indices, data, other, ob, 3.5, reg, weighted, rb, reg_per_rating=rpr)
+        runs = [solve_block(indptr, indices, data, other, ob, 3.5, reg, weighted, rb, threads=t, reg_per_rating=rpr)
+                for t in (1, 2)]
         frozen = [a.copy() for a in (indptr, indices, data, other, ob)]
         for a in frozen:
             a.flags.writeable = False
-        runs.append(solve_block(*frozen, 3.5, reg, weighted, rb))
+        runs.append(solve_block(*frozen, 3.5, reg, weighted, rb, reg_per_rating=rpr))
         for f, b, sse in runs:
             np.testing.assert_allclose(f, ref[0], rtol=2e-5, atol=2e-6)
             np.testing.assert_allclose(b, ref[1], rtol=2e-5, atol=2e-6)

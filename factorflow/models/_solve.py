@@ -8,7 +8,9 @@ solves the exact joint minimizer of
 
 by augmenting ũ_j = [u_j; 1] so that x_i = [w_i; b_i] solves one (K+1)×(K+1) system
 
-    (Σ_j ũ_j ũ_jᵀ + λ_i I) x_i = Σ_j (r_ij − c_j − μ) ũ_j,      λ_i = reg·n_i (weighted) or reg.
+    (Σ_j ũ_j ũ_jᵀ + λ_i I) x_i = Σ_j (r_ij − c_j − μ) ũ_j,
+
+with λ_i = reg·n_i (weighted, ALS-WR) or reg + reg_per_rating·n_i (default reg_per_rating = 0).
 
 (With the optional ``reg_bias`` the bias entry of λ_i I is ``reg_bias`` instead: the penalty
 becomes λ_i ‖w_i‖² + reg_bias · b_i².)
@@ -42,7 +44,7 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}  # lets LLVM vectorize the reduct
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
-def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg, weighted,
+def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n,
                        reg_bias, bounds):  # pragma: no cover - compiled
     """Rows in ``prange`` over the rating-balanced row ranges ``bounds``; each row independent."""
     n_rows = indptr.shape[0] - 1
@@ -81,7 +83,7 @@ def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg
                         rhs[s] += t * v
                         a[k, s] += v
             n = stop - start
-            lam = reg * n if weighted else reg
+            lam = reg + reg_n * n
             for r in range(k):
                 a[r, r] += lam
             a[k, k] = n + (lam if reg_bias < 0.0 else reg_bias)
@@ -199,6 +201,7 @@ def solve_block(
     weighted: bool,
     reg_bias: float | None = None,
     threads: int | None = None,
+    reg_per_rating: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Solve every row of a CSR block exactly for (factors, bias); see the module docstring.
 
@@ -214,6 +217,8 @@ def solve_block(
     Σ (r − x_i·ũ_j − c_j − μ)² over the block's ratings after the update. Deterministic.
     ``reg_bias`` (optional, default None = λ_i): a separate constant penalty on the bias, i.e.
     the last diagonal entry of the system is ``reg_bias`` instead of λ_i.
+    ``reg_per_rating`` (unweighted only): λ_i = reg + reg_per_rating·n_i, a constant floor plus a
+    per-rating part (the weighted form alone under-regularizes rows with few ratings).
     ``threads``: numba threads solving rows at once (default: numba's current setting, i.e. the
     cores); the result does not depend on it (each row is solved alone, bit for bit), except
     ``sse``'s summation order.
@@ -222,7 +227,8 @@ def solve_block(
     rb = -1.0 if reg_bias is None else float(reg_bias)
     with numba_threads(threads) as n_threads:
         bounds = row_ranges(args[0], 4 * n_threads, args[3].shape[1])
-        f, b, sse = _solve_block_numba(*args, float(mu), float(reg), bool(weighted), rb, bounds)
+        reg0, reg_n = (0.0, float(reg)) if weighted else (float(reg), float(reg_per_rating))
+        f, b, sse = _solve_block_numba(*args, float(mu), reg0, reg_n, rb, bounds)
     return f, b, float(sse)
 
 
@@ -248,6 +254,7 @@ def solve_block_reference(
     reg: float,
     weighted: bool,
     reg_bias: float | None = None,
+    reg_per_rating: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Plain NumPy version of :func:`solve_block` (same contract), for tests."""
     indptr, indices, data, other_factors, other_bias = _check(
@@ -263,7 +270,7 @@ def solve_block_reference(
             continue
         y = np.hstack([other_factors[cols].astype(np.float64), np.ones((cols.size, 1))])
         t = data[indptr[i]:indptr[i + 1]].astype(np.float64) - other_bias[cols] - mu
-        lam = reg * cols.size if weighted else reg
+        lam = reg * cols.size if weighted else reg + reg_per_rating * cols.size
         diag = np.full(k + 1, lam)
         diag[k] = lam if reg_bias is None else reg_bias
         x = np.linalg.solve(y.T @ y + np.diag(diag), y.T @ t)

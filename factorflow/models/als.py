@@ -60,6 +60,8 @@ class ALSConfig:
                                             "option": "--model-seed"})
     init_scale: float = field(default=0.1, metadata={"help": "std of the random initial factors (default 0.1)"})
     dtype: str = field(default="float32", metadata={"help": "float32 or float64 factors (default float32)"})
+    reg_per_rating: float = field(default=0.0, metadata={
+        "help": "λ added per rating of a row: λ_i = reg + reg_per_rating·n_i (default 0; not with --weighted)"})
     reg_bias: float | None = field(default=3.0, metadata={
         "help": "λ on the biases (default 3); 'none': biases share λ with the factors (spec §5)"})
 
@@ -76,11 +78,16 @@ class ALSConfig:
                     "init_scale", self.init_scale, "a finite number > 0")
         check_param(self.dtype in ("float32", "float64"), "dtype", self.dtype,
                     "'float32' or 'float64'")
+        check_param(is_number(self.reg_per_rating) and self.reg_per_rating >= 0 and np.isfinite(self.reg_per_rating),
+                    "reg_per_rating", self.reg_per_rating, "a finite number >= 0")
+        check_param(not (self.weighted and self.reg_per_rating > 0), "reg_per_rating", self.reg_per_rating,
+                    "0 with weighted (weighted already scales λ by each row's ratings)")
         check_param(self.reg_bias is None or (is_number(self.reg_bias) and self.reg_bias >= 0
                     and np.isfinite(self.reg_bias)), "reg_bias", self.reg_bias,
                     "None or a finite number >= 0")
         self.rank, self.sweeps, self.seed = int(self.rank), int(self.sweeps), int(self.seed)
         self.reg, self.init_scale = float(self.reg), float(self.init_scale)
+        self.reg_per_rating = float(self.reg_per_rating)
         self.weighted = bool(self.weighted)
         self.reg_bias = None if self.reg_bias is None else float(self.reg_bias)
 
@@ -102,25 +109,26 @@ def init_factors(
 
 def half_sweep(csr: sp.csr_matrix, other_factors: np.ndarray, other_bias: np.ndarray,
                mu: float, reg: float, weighted: bool,
-               reg_bias: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+               reg_bias: float | None = None, reg_per_rating: float = 0.0) -> tuple[np.ndarray, np.ndarray, float]:
     """One half-sweep over all rows of ``csr`` (a single :func:`solve_block` call)."""
     from factorflow.models._solve import solve_block
 
     return solve_block(csr.indptr.astype(np.int64), csr.indices.astype(np.int32), csr.data,
-                       other_factors, other_bias, mu, reg, weighted, reg_bias)
+                       other_factors, other_bias, mu, reg, weighted, reg_bias, reg_per_rating=reg_per_rating)
 
 
 def penalty(f: np.ndarray, b: np.ndarray, counts: np.ndarray, reg: float, weighted: bool,
-            reg_bias: float | None = None) -> float:
-    """Σ_rows λ_i (‖f_i‖² + b_i²), or λ_i ‖f_i‖² + reg_bias b_i² when reg_bias is given."""
-    lam = reg * counts if weighted else np.full(counts.shape, reg)
+            reg_bias: float | None = None, reg_per_rating: float = 0.0) -> float:
+    """Σ_rows λ_i (‖f_i‖² + b_i²), or λ_i ‖f_i‖² + reg_bias b_i² when reg_bias is given;
+    λ_i = reg·n_i (weighted) or reg + reg_per_rating·n_i."""
+    lam = reg * counts if weighted else reg + reg_per_rating * counts
     fsq = np.einsum("ij,ij->i", f.astype(np.float64), f.astype(np.float64))
     bsq = b.astype(np.float64) ** 2
     return float(lam @ fsq + (lam @ bsq if reg_bias is None else reg_bias * bsq.sum()))
 
 
 def objective(train: sp.spmatrix, factors: FactorArrays, reg: float, weighted: bool,
-              reg_bias: float | None = None) -> float:
+              reg_bias: float | None = None, reg_per_rating: float = 0.0) -> float:
     """The regularized loss J (module docstring) of ``factors`` on the users×items ``train``."""
     import scipy.sparse as sp
 
@@ -129,8 +137,8 @@ def objective(train: sp.spmatrix, factors: FactorArrays, reg: float, weighted: b
     n_u = np.bincount(coo.row, minlength=factors.n_users).astype(np.float64)
     n_i = np.bincount(coo.col, minlength=factors.n_items).astype(np.float64)
     return (float(err @ err)
-            + penalty(factors.user_factors, factors.user_bias, n_u, reg, weighted, reg_bias)
-            + penalty(factors.item_factors, factors.item_bias, n_i, reg, weighted, reg_bias))
+            + penalty(factors.user_factors, factors.user_bias, n_u, reg, weighted, reg_bias, reg_per_rating)
+            + penalty(factors.item_factors, factors.item_bias, n_i, reg, weighted, reg_bias, reg_per_rating))
 
 
 sweep_message = step_message  # kept for readers of older code: one progress line per sweep
@@ -194,9 +202,10 @@ class ALS:
 
         cfg = self.config
         factors, bias, sse = solve_block(indptr, indices, data, other[0], other[1], mu, cfg.reg, cfg.weighted,
-                                         cfg.reg_bias)
+                                         cfg.reg_bias, reg_per_rating=cfg.reg_per_rating)
         counts = np.diff(indptr).astype(np.float64)
-        return factors, bias, float(sse), penalty(factors, bias, counts, cfg.reg, cfg.weighted, cfg.reg_bias)
+        return factors, bias, float(sse), penalty(factors, bias, counts, cfg.reg, cfg.weighted, cfg.reg_bias,
+                                                  cfg.reg_per_rating)
 
     def set_fitted(self, factors: FactorArrays, history: list[dict[str, Any]]) -> None:
         self._factors, self.history = factors, history
@@ -234,7 +243,7 @@ class ALS:
         w, b, _ = solve_block(np.array([0, len(items)], dtype=np.int64), items.astype(np.int32),
                               r.astype(np.float32), factors.item_factors.astype(np.float32),
                               factors.item_bias.astype(np.float32), float(factors.global_mean), cfg.reg,
-                              cfg.weighted, cfg.reg_bias)
+                              cfg.weighted, cfg.reg_bias, reg_per_rating=cfg.reg_per_rating)
         return w[0], float(b[0])
 
     @staticmethod
