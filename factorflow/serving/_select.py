@@ -26,6 +26,26 @@ def _insert(ti, ts, c, n, v, j):  # pragma: no cover - compiled
     return c + 1 if c < n else c
 
 
+#: Items per chunk of the scan: a chunk with no score above the n-th best is passed over after
+#: one vectorized count; only chunks that hold a candidate are walked item by item.
+CHUNK = 64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _n_above(s_row, add_bias, br, item_offset, thr, j0, j1):  # pragma: no cover - compiled
+    """How many scores of items [j0, j1) exceed ``thr`` (seen, disallowed items included)."""
+    a = s_row[j0:j1]  # slices: indices from 0, so the loop vectorizes (no negative-index fix-ups)
+    hit = 0
+    if add_bias:
+        o = item_offset[j0:j1]
+        for k in range(a.shape[0]):
+            hit += ((a[k] + br) + o[k]) > thr
+    else:
+        for k in range(a.shape[0]):
+            hit += a[k] > thr
+    return hit
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def select_rows(s, add_bias, row_bias, item_offset, users, seen_ptr, seen_idx, allowed, n,
                 top_i, top_s, counts):  # pragma: no cover - compiled
@@ -35,39 +55,42 @@ def select_rows(s, add_bias, row_bias, item_offset, users, seen_ptr, seen_idx, a
     in the dtype of ``s`` when ``add_bias`` (the bias terms of ``FactorArrays.score_users``, in its
     order). Items are visited in index order and only a strictly greater score displaces, so
     ties keep the smaller index. ``allowed`` is a uint8 mask over items, or empty for all items.
+    Once n items are held, a chunk of :data:`CHUNK` items is walked only if one of its scores
+    beats the n-th best (a vectorized count), which is what makes the scan cheap.
     """
     rows, m = s.shape
     use_allowed = allowed.shape[0] > 0
     for r in prange(rows):
         ti = top_i[r]
         ts = top_s[r]
+        s_row = s[r]
         u = users[r]
         q = seen_ptr[u]
         qe = seen_ptr[u + 1]
         br = row_bias[r]
         c = 0
-        thr = -np.inf  # a score must beat this (the n-th best once the buffer is full)
-        j = 0
-        while j < m:
-            stop = m  # the next seen item at or after j (the scan runs up to it)
-            while q < qe:
-                x = seen_idx[q]
-                q += 1
-                if x >= j:
-                    stop = x
-                    break
-            for jj in range(j, stop):
-                if use_allowed and allowed[jj] == 0:
-                    continue
+        if n == 0:
+            counts[r] = 0
+            continue
+        thr = ts[n - 1]  # -inf (the caller's fill) until n items are held, then the n-th best
+        for j0 in range(0, m, CHUNK):
+            j1 = min(j0 + CHUNK, m)
+            if c == n and _n_above(s_row, add_bias, br, item_offset, thr, j0, j1) == 0:
+                continue
+            for jj in range(j0, j1):
                 if add_bias:
-                    v = (s[r, jj] + br) + item_offset[jj]
+                    v = (s_row[jj] + br) + item_offset[jj]
                 else:
-                    v = s[r, jj]
-                if v > thr and v < np.inf:
-                    c = _insert(ti, ts, c, n, v, jj)
-                    if c == n:
-                        thr = ts[n - 1]
-            j = stop + 1
+                    v = s_row[jj]
+                if not (v > thr and v < np.inf):
+                    continue
+                while q < qe and seen_idx[q] < jj:  # seen items: checked only for a candidate
+                    q += 1
+                if (q < qe and seen_idx[q] == jj) or (use_allowed and allowed[jj] == 0):
+                    continue
+                c = _insert(ti, ts, c, n, v, jj)
+                if c == n:
+                    thr = ts[n - 1]
         counts[r] = c
 
 
