@@ -249,3 +249,42 @@ def test_defaults_on_ml_latest_small_beat_the_bias_baseline(ml_small_split):
     bias = rating_metrics(BiasBaseline().fit(train).factors(), tu, ti, tr)
     assert 0.84 < als["rmse"] < 0.855  # measured 0.8466 (seed 0; mean of seeds 0-2: 0.8438)
     assert als["rmse"] < bias["rmse"] - 0.01
+
+
+def test_cg_solver_is_exact_with_enough_steps_and_never_raises_the_loss():
+    """CG from any start: K+1 steps solve the row system (= the NumPy reference); 2 steps
+    give a row loss no higher than the start's, and an ALS fit with solver='cg' descends."""
+    from factorflow.models._solve import solve_block_cg
+
+    k = 6
+    train = random_csr(40, 35, 0.3, seed=11, empty_rows=[4])
+    rng = np.random.default_rng(11)
+    other = rng.standard_normal((35, k)).astype(np.float32)
+    ob = (rng.standard_normal(35) * 0.3).astype(np.float32)
+    x0 = (rng.standard_normal((40, k)) * 0.5).astype(np.float32)
+    b0 = (rng.standard_normal(40) * 0.5).astype(np.float32)
+    args = (*block_args(train), other, ob, 3.5, 0.8, False, 2.0)
+    ref = solve_block_reference(*args)
+    f, b, sse = solve_block_cg(*args, x0, b0, steps=3 * (k + 1))
+    np.testing.assert_allclose(f, ref[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(b, ref[1], rtol=1e-4, atol=1e-4)
+    assert sse == pytest.approx(ref[2], rel=1e-4)
+
+    def row_losses(f, b):
+        coo = train.tocoo()
+        pred = np.einsum("ij,ij->i", f[coo.row], other[coo.col]) + b[coo.row] + ob[coo.col] + 3.5
+        data = np.bincount(coo.row, (coo.data - pred) ** 2, minlength=40)
+        return data + 0.8 * (f.astype(np.float64) ** 2).sum(axis=1) + 2.0 * b.astype(np.float64) ** 2
+
+    rows = np.diff(train.indptr) > 0
+    start_loss = row_losses(x0, b0)
+    f2, b2, _ = solve_block_cg(*args, x0, b0, steps=2)
+    assert np.all(row_losses(f2, b2)[rows] <= start_loss[rows] + 1e-6)
+    assert np.all(row_losses(f2, b2)[rows] >= row_losses(ref[0], ref[1])[rows] - 1e-6)
+
+    full = random_csr(60, 45, 0.25, seed=7)
+    hist = ALS(ALSConfig(rank=4, reg=2.0, sweeps=6, solver="cg", cg_steps=2, seed=1)).fit(full).history
+    objs = [h["objective"] for h in hist]
+    assert all(b <= a * (1 + 1e-6) for a, b in zip(objs, objs[1:], strict=False))
+    exact = ALS(ALSConfig(rank=4, reg=2.0, sweeps=6, seed=1)).fit(full).history[-1]["objective"]
+    assert objs[-1] == pytest.approx(exact, rel=0.05)

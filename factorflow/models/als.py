@@ -62,6 +62,10 @@ class ALSConfig:
     dtype: str = field(default="float32", metadata={"help": "float32 or float64 factors (default float32)"})
     reg_per_rating: float = field(default=0.0, metadata={
         "help": "λ added per rating of a row: λ_i = reg + reg_per_rating·n_i (default 0; not with --weighted)"})
+    solver: str = field(default="cholesky", metadata={
+        "help": "'cholesky' (exact row solves, default) or 'cg' (a few conjugate-gradient steps from the "
+                "previous factors: faster at large rank, approximate)"})
+    cg_steps: int = field(default=3, metadata={"help": "conjugate-gradient steps per row with --solver cg (default 3)"})
     reg_bias: float | None = field(default=3.0, metadata={
         "help": "λ on the biases (default 3); 'none': biases share λ with the factors (spec §5)"})
 
@@ -82,6 +86,9 @@ class ALSConfig:
                     "reg_per_rating", self.reg_per_rating, "a finite number >= 0")
         check_param(not (self.weighted and self.reg_per_rating > 0), "reg_per_rating", self.reg_per_rating,
                     "0 with weighted (weighted already scales λ by each row's ratings)")
+        check_param(self.solver in ("cholesky", "cg"), "solver", self.solver, "'cholesky' or 'cg'")
+        check_param(is_int(self.cg_steps) and self.cg_steps >= 1, "cg_steps", self.cg_steps, "an integer >= 1")
+        self.cg_steps = int(self.cg_steps)
         check_param(self.reg_bias is None or (is_number(self.reg_bias) and self.reg_bias >= 0
                     and np.isfinite(self.reg_bias)), "reg_bias", self.reg_bias,
                     "None or a finite number >= 0")
@@ -193,16 +200,28 @@ class ALS:
         u[items], c[items] = f.item_factors[items], f.item_bias[items]
         return w, b, u, c
 
+    def half_step_context(self, step: int, side: str, own: tuple[np.ndarray, np.ndarray],
+                          other: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+        """With ``solver='cg'``, the side's current (factors, biases): CG's starting point."""
+        return own if self.config.solver == "cg" else None
+
     def solve_rows(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
                    other: tuple[np.ndarray, np.ndarray], mu: float, context: Any = None,
                    start: int = 0) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """Exact (w_i, b_i) of every row of the block (module docstring), its sse and its penalty
-        (deterministic: ``context`` and ``start`` are unused)."""
-        from factorflow.models._solve import solve_block
+        """(w_i, b_i) of every row of the block (module docstring): exact, or with ``solver='cg'``
+        ``cg_steps`` CG steps from the rows' current values (``context`` = the side's (factors,
+        biases), rows ``start:`` of it); its sse and its penalty. Deterministic."""
+        from factorflow.models._solve import solve_block, solve_block_cg
 
         cfg = self.config
-        factors, bias, sse = solve_block(indptr, indices, data, other[0], other[1], mu, cfg.reg, cfg.weighted,
-                                         cfg.reg_bias, reg_per_rating=cfg.reg_per_rating)
+        if cfg.solver == "cg" and context is not None:
+            rows = slice(start, start + len(indptr) - 1)
+            factors, bias, sse = solve_block_cg(indptr, indices, data, other[0], other[1], mu, cfg.reg,
+                                                cfg.weighted, cfg.reg_bias, context[0][rows], context[1][rows],
+                                                cfg.cg_steps, reg_per_rating=cfg.reg_per_rating)
+        else:
+            factors, bias, sse = solve_block(indptr, indices, data, other[0], other[1], mu, cfg.reg, cfg.weighted,
+                                             cfg.reg_bias, reg_per_rating=cfg.reg_per_rating)
         counts = np.diff(indptr).astype(np.float64)
         return factors, bias, float(sse), penalty(factors, bias, counts, cfg.reg, cfg.weighted, cfg.reg_bias,
                                                   cfg.reg_per_rating)
