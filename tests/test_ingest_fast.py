@@ -3,6 +3,7 @@ duplicate resolution, scale inference from counts, and the ratings Parquet layou
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -14,13 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from factorflow.data.ingest import infer_scale, ingest_source, reader
+from factorflow.data.ingest import infer_scale, ingest_source, planned_snapshot, reader, snapshot
 from factorflow.data.ingest.blocks import line_blocks
 from factorflow.data.ingest.formats import detect_format, read_sample
 from factorflow.data.ingest.ids import IdMap
 from factorflow.data.ingest.ordering import SortedRows, keep_latest, pair_keys, resolve_duplicates, sort_pairs
 from factorflow.data.ingest.scale import infer_scale_from_counts, value_counts
-from factorflow.storage.datasets import read_ratings
+from factorflow.errors import InputError
+from factorflow.storage.datasets import list_snapshots, read_ratings
 
 
 def _blocks(data: bytes, block_size: int, skip: int) -> list[bytes]:
@@ -197,3 +199,35 @@ def test_a_clean_ingest_does_not_import_pandas(tmp_path):
             f"ingest_source({src!r}, {str(tmp_path / 's')!r}); print('pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("with_test_file", [False, True])
+def test_hashing_while_parsing_gives_the_planned_snapshot(tmp_path, with_test_file, monkeypatch):
+    """A first ingest hashes on a helper thread while it parses; the snapshot and the recorded hashes
+    are those that hashing first gives (planned_snapshot), and a failed parse stops the helper."""
+    src, test = str(tmp_path / "r.csv"), str(tmp_path / "t.csv")
+    with open(src, "w") as f:
+        f.write(_csv(3000, 6))
+    with open(test, "w") as f:
+        f.write(_csv(300, 7))
+    kw = {"test_source": test} if with_test_file else {}
+    threads = []
+    real = snapshot._Hashing
+    monkeypatch.setattr(snapshot, "_Hashing", lambda sources: threads.append(real(sources)) or threads[-1])
+    ref = ingest_source(src, str(tmp_path / "s"), **kw)
+    assert len(threads) == 1 and not threads[0]._thread.is_alive()
+    plan = planned_snapshot(src, str(tmp_path / "s"), **kw)
+    assert plan.exists and ref.snapshot == plan.snapshot
+    m = ref.manifest
+    with open(src, "rb") as f:
+        want = {"url": src, "sha256": hashlib.sha256(f.read()).hexdigest(), "bytes": os.path.getsize(src)}
+    assert m["source"] == want
+    if with_test_file:
+        assert (m["test_source"]["sha256"], m["test_source"]["bytes"]) == plan.test_info[::-1]
+    bad = str(tmp_path / "bad.csv")
+    with open(bad, "w") as f:
+        f.write("userId,movieId,rating,timestamp\n" + "1,1,x,1\n" * 50 + "1,2,3,4\n")
+    with pytest.raises(InputError, match="rows rejected"):  # the helper thread is stopped too
+        ingest_source(bad, str(tmp_path / "s2"))
+    assert len(threads) == 2 and not threads[1]._thread.is_alive()
+    assert list_snapshots(str(tmp_path / "s2"), "bad") == []

@@ -13,7 +13,9 @@ import hashlib
 import io
 import os
 import re
+import stat
 import tempfile
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,13 +66,16 @@ class FormatSpec:
 # ---------------------------------------------------------------- opening and hashing
 
 
-def source_size_and_hash(source: str, chunk: int = 8 << 20) -> tuple[int, str]:
-    """``(bytes, sha256 hex)`` of the raw (still compressed) bytes of ``source``."""
+def source_size_and_hash(source: str, chunk: int = 8 << 20, stop: threading.Event | None = None) -> tuple[int, str]:
+    """``(bytes, sha256 hex)`` of the raw (still compressed) bytes of ``source``.
+
+    With ``stop``: once it is set, return at the next chunk (with a partial, meaningless hash).
+    """
     h = hashlib.sha256()
     n = 0
     try:
         with fsspec.open(source, "rb") as f:
-            while True:
+            while stop is None or not stop.is_set():
                 b = f.read(chunk)
                 if not b:
                     break
@@ -81,6 +86,18 @@ def source_size_and_hash(source: str, chunk: int = 8 << 20) -> tuple[int, str]:
     except IsADirectoryError:
         raise InputError(f"{source}: is a folder, not a ratings file") from None
     return n, h.hexdigest()
+
+
+def local_size(source: str) -> int | None:
+    """The size of a local regular file ``source``; None for anything else (or an error)."""
+    path = _local_path(source)
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 class _Counting(io.RawIOBase):

@@ -16,6 +16,7 @@ import json
 import os
 import posixpath
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from factorflow.data.ingest.formats import (
     FORMATS,
     FormatSpec,
     detect_format,
+    local_size,
     parse_columns,
     read_sample,
     source_size_and_hash,
@@ -124,6 +126,17 @@ def planned_snapshot(
     test_source: str | None = None,
 ) -> SnapshotPlan:
     """Hash the source(s) and say which snapshot they map to and whether it exists already."""
+    name, cols, rating_range = _checked_options(source, name, fmt, columns, rating_range)
+    nbytes, sha = source_size_and_hash(source)
+    test_info = source_size_and_hash(test_source) if test_source else None
+    return _locate(store, name, (nbytes, sha), test_info, fmt, cols, delimiter, rating_range)
+
+
+def _checked_options(
+    source: str, name: str | None, fmt: str | None, columns: dict[str, str] | str | None,
+    rating_range: tuple[float, float] | None,
+) -> tuple[str, dict[str, str] | None, tuple[float, float] | None]:
+    """``(name, columns, rating_range)`` validated (``ParameterError`` naming the option)."""
     if fmt is not None and fmt not in FORMATS:
         raise ParameterError(f"--format={fmt!r}: must be one of {', '.join(FORMATS)}")
     cols = parse_columns(columns)
@@ -131,20 +144,66 @@ def planned_snapshot(
         lo, hi = (float(x) for x in rating_range)
         check_param(np.isfinite([lo, hi]).all() and lo <= hi, "rating_range", rating_range, "LOW,HIGH with LOW <= HIGH")
         rating_range = (lo, hi)
-    name = _sanitize(name) if name else default_name(source)
-    nbytes, sha = source_size_and_hash(source)
-    test_info = source_size_and_hash(test_source) if test_source else None
+    return (_sanitize(name) if name else default_name(source)), cols, rating_range
+
+
+def _locate(
+    store: str, name: str, source_info: tuple[int, str], test_info: tuple[int, str] | None, fmt: str | None,
+    cols: dict[str, str] | None, delimiter: str | None, rating_range: tuple[float, float] | None,
+) -> SnapshotPlan:
+    """The plan for hashed sources: snapshot id, folder, and whether it exists."""
     options = {
         "format": fmt,
         "columns": cols,
         "delimiter": delimiter,
         "rating_range": list(rating_range) if rating_range else None,
     }
+    nbytes, sha = source_info
     snap = snapshot_id(sha, test_info[1] if test_info else None, options)
     fs, root = open_store(store)
     path = snapshot_dir(root, name, snap)
     exists = fs.exists(snapshot_file(path, ds.MANIFEST_FILE))
     return SnapshotPlan(name, snap, path, exists, nbytes, sha, test_info, cols, rating_range, fs)
+
+
+class _Hashing:
+    """The sources' ``(bytes, sha256)`` computed on a helper thread while the caller parses them."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self._stop = threading.Event()
+        self._out: list[tuple[int, str]] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(sources,), name="ingest-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self, sources: list[str]) -> None:
+        try:
+            self._out = [source_size_and_hash(s, stop=self._stop) for s in sources]
+        except BaseException as exc:  # re-raised by result()
+            self._error = exc
+
+    def result(self) -> list[tuple[int, str]]:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._out
+
+    def stop(self) -> None:
+        """Stop early (at its next chunk) if still running, and wait for the thread."""
+        self._stop.set()
+        self._thread.join()
+
+
+def _hash_meanwhile(source: str, test_source: str | None, store: str, name: str) -> _Hashing | None:
+    """Hash while parsing when the snapshot cannot exist yet: local files, and no snapshot of ``name``
+    from a source of the same size (so re-ingesting the same bytes still hashes first and parses nothing)."""
+    sizes = [local_size(s) for s in (source, test_source) if s]
+    if any(n is None for n in sizes):
+        return None
+    if any(int((ref.manifest.get("source") or {}).get("bytes", -1)) == sizes[0]
+           for ref in ds.list_snapshots(store, name)):
+        return None
+    return _Hashing([s for s in (source, test_source) if s])
 
 
 def ingest_source(
@@ -169,17 +228,40 @@ def ingest_source(
     """
     source, store = os.fspath(source), os.fspath(store)
     check_param(0.0 <= max_reject_fraction <= 1.0, "max_reject_fraction", max_reject_fraction, "in [0, 1]")
-    plan = planned_snapshot(source, store, name, fmt=fmt, columns=columns, delimiter=delimiter,
-                            rating_range=rating_range, test_source=test_source)
-    cols, rating_range, name, snap, path = plan.columns, plan.rating_range, plan.name, plan.snapshot, plan.path
-    nbytes, sha, test_info, fs = plan.nbytes, plan.sha256, plan.test_info, plan.fs
-    if plan.exists:
-        return SnapshotRef(store, name, snap, path, read_json(fs, snapshot_file(path, ds.MANIFEST_FILE)), reused=True)
+    name, cols, rating_range = _checked_options(source, name, fmt, columns, rating_range)
+    hashing = _hash_meanwhile(source, test_source, store, name)
+    if hashing is None:
+        plan = planned_snapshot(source, store, name, fmt=fmt, columns=cols, delimiter=delimiter,
+                                rating_range=rating_range, test_source=test_source)
+        if plan.exists:
+            return _reused(plan, store)
+    try:
+        return _ingest(source, store, name, fmt, cols, delimiter, rating_range, max_reject_fraction, test_source,
+                       progress, plan if hashing is None else None, hashing)
+    finally:
+        if hashing is not None:
+            hashing.stop()
 
+
+def _reused(plan: SnapshotPlan, store: str) -> SnapshotRef:
+    manifest = read_json(plan.fs, snapshot_file(plan.path, ds.MANIFEST_FILE))
+    return SnapshotRef(store, plan.name, plan.snapshot, plan.path, manifest, reused=True)
+
+
+def _ingest(
+    source: str, store: str, name: str, fmt: str | None, cols: dict[str, str] | None, delimiter: str | None,
+    rating_range: tuple[float, float] | None, max_reject_fraction: float, test_source: str | None,
+    progress: Progress | None, plan: SnapshotPlan | None, hashing: _Hashing | None,
+) -> SnapshotRef:
+    """Parse, check, sort and write; ``plan`` when the sources are hashed already, else ``hashing``."""
+    if plan is not None:
+        nbytes, total = plan.nbytes, plan.nbytes + (plan.test_info[0] if plan.test_info else 0)
+    else:
+        sizes = [local_size(s) or 0 for s in (source, test_source) if s]
+        nbytes, total = sizes[0], sum(sizes)
     spec = detect_format(source, read_sample(source), fmt, cols, delimiter)
     _return_freed_memory_promptly()
     users, items = IdMap(), IdMap()
-    total = nbytes + (test_info[0] if test_info else 0)
     train = read_rows(source, spec, users, items, rating_range, progress, total)
     scale = declared_scale(*rating_range) if rating_range else _inferred_scale(train)
     n_outside = _apply_scale(train, spec, scale)
@@ -198,6 +280,14 @@ def ingest_source(
     kept = [train_tab] + ([test_tab] if test_tab is not None else [])
     ratings = _rating_stats(source, [t.kept_values("rating") for t in kept], scale)
     _warn_shape(source, len(user_ids), len(item_ids))
+    if plan is None:
+        assert hashing is not None
+        hashes = hashing.result()
+        plan = _locate(store, name, hashes[0], hashes[1] if test_source else None, fmt, cols, delimiter, rating_range)
+        if plan.exists:  # a concurrent ingest of the same bytes won meanwhile
+            return _reused(plan, store)
+    snap, path, sha, test_info, fs = plan.snapshot, plan.path, plan.sha256, plan.test_info, plan.fs
+    nbytes = plan.nbytes
 
     manifest: dict[str, Any] = {
         "snapshot": snap,
@@ -250,7 +340,7 @@ def ingest_source(
             manifest["files"] = checksums(fs, tmp)
             write_json(fs, snapshot_file(tmp, ds.MANIFEST_FILE), manifest)
     except FileExistsError:  # a concurrent ingest of the same bytes won: same content
-        return SnapshotRef(store, name, snap, path, read_json(fs, snapshot_file(path, ds.MANIFEST_FILE)), reused=True)
+        return _reused(plan, store)
     return SnapshotRef(store, name, snap, path, manifest, reused=False)
 
 
@@ -323,7 +413,7 @@ def _apply_scale(rows: FileRows, spec: FormatSpec, scale: RatingScale) -> int:
             f"{rows.source}: {n:,} rating(s) outside the inferred scale {scale.label} rejected (lines {first}"
             f"{', ...' if n > 5 else ''}); pass --rating-range LOW,HIGH to set the scale yourself",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return n
 
@@ -375,7 +465,7 @@ def _warn_odd_ratings(source: str, scale: RatingScale, values: np.ndarray) -> No
         warnings.warn(
             f"{source}: ratings look unusual ({'; '.join(odd)}); pass --rating-range LOW,HIGH to set the scale",
             DataWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
 
 
@@ -384,7 +474,7 @@ def _warn_shape(source: str, n_users: int, n_items: int) -> None:
         warnings.warn(
             f"{source}: only {n_users:,} user(s) and {n_items:,} item(s); matrix factorization needs several of each",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
