@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "factorflow"
 
 #: The shared base every layer may use.
-BASE = {"errors", "progress", "factors", "sparse", "__init__", "__version__"}
+BASE = {"errors", "progress", "factors", "sparse", "threads", "__init__", "__version__"}
 
 #: layer → the factorflow layers it may import (besides BASE and itself).
 ALLOWED = {
