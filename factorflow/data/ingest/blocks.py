@@ -53,9 +53,10 @@ class Block:
     user_dict: pa.Array
     item_codes: np.ndarray
     item_dict: pa.Array
-    rating: np.ndarray  # float32
+    rating: np.ndarray  # float64
     timestamp: np.ndarray | None  # int64
     n_rows: int
+    nbytes: int  # of the block's text
 
 
 def workers() -> int:
@@ -185,16 +186,29 @@ class BlockParser:
             t = _one_chunk(table.column(roles["timestamp"]))
             if t.null_count:
                 raise NeedRobust
-            tv = values_of(t, np.int64)  # an own copy: frees the parsed block
-        du = pc.dictionary_encode(_one_chunk(table.column(roles["user"])))
-        di = pc.dictionary_encode(_one_chunk(table.column(roles["item"])))
-        if _has_empty(du.dictionary) or _has_empty(di.dictionary):  # an empty id field
+            tv = values_of(t, np.int64, copy=False)  # views: copied into the kept columns on merge
+        u_codes, u_dict = _encode(_one_chunk(table.column(roles["user"])), runs=True)
+        i_codes, i_dict = _encode(_one_chunk(table.column(roles["item"])), runs=False)
+        if _has_empty(u_dict) or _has_empty(i_dict):  # an empty id field
             raise NeedRobust
-        return Block(
-            values_of(du.indices, np.int32), du.dictionary,
-            values_of(di.indices, np.int32), di.dictionary,
-            rv.astype(np.float32), tv, table.num_rows,
-        )
+        return Block(u_codes, u_dict, i_codes, i_dict, rv, tv, table.num_rows, buf.size)
+
+
+def _encode(col: pa.Array, runs: bool) -> tuple[np.ndarray, pa.Array]:
+    """``(codes, dictionary)`` of ``col`` (dictionary in first-seen order, int32 codes).
+
+    ``runs``: a column that usually comes in runs (the user of a file grouped by user) is
+    run-length encoded first and only its runs' values hashed; the codes are then repeated.
+    """
+    if runs:
+        ree = pc.run_end_encode(col, run_end_type=pa.int32())
+        if len(ree.values) <= len(col) // 4:
+            d = pc.dictionary_encode(ree.values)
+            ends = values_of(ree.run_ends, np.int32, copy=False)
+            lengths = np.diff(ends, prepend=0)
+            return np.repeat(values_of(d.indices, np.int32, copy=False), lengths), d.dictionary
+    d = pc.dictionary_encode(col)
+    return values_of(d.indices, np.int32, copy=False), d.dictionary
 
 
 def _one_chunk(col: pa.ChunkedArray) -> pa.Array:
@@ -222,13 +236,15 @@ def read_blocks(
     items: IdMap,
     rating_range: tuple[float, float] | None,
     block_size: int,
-    add: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, int], None],
+    add: Callable[[Block, np.ndarray, np.ndarray, int], None],
     on_block: Callable[[], None] | None = None,
     n_workers: int | None = None,
 ) -> None:
-    """Parse ``stream`` block by block on a thread pool; ``add(u, i, r, t, n_rows)`` per block in file order.
+    """Parse ``stream`` block by block on a thread pool; ``add(block, u_map, i_map, nbytes)`` per block
+    in file order.
 
-    ``u``/``i`` are provisional id indices (``users``/``items`` grow as in one serial pass).
+    ``u_map[block.user_codes]`` are the rows' provisional user indices (``users`` grows as in one
+    serial pass), likewise for items; ``nbytes`` is the block's size in bytes.
     ``on_block`` is called after each merged block (progress). Raises ``NeedRobust`` or
     ``ArrowInvalid`` at the first block with a doubtful row; ``OSError``/``EOFError`` from the stream.
     """
@@ -249,12 +265,9 @@ def read_blocks(
                 f.cancel()
 
 
-def _merge(block: Block | None, users: IdMap, items: IdMap,
-           add: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, int], None],
+def _merge(block: Block | None, users: IdMap, items: IdMap, add: Callable[[Block, np.ndarray, np.ndarray, int], None],
            on_block: Callable[[], None] | None) -> None:
     if block is not None:
-        u = encode_checked(users, block.user_dict).take(block.user_codes)
-        i = encode_checked(items, block.item_dict).take(block.item_codes)
-        add(u, i, block.rating, block.timestamp, block.n_rows)
+        add(block, encode_checked(users, block.user_dict), encode_checked(items, block.item_dict), block.nbytes)
     if on_block is not None:
         on_block()

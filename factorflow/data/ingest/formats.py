@@ -70,13 +70,22 @@ def source_size_and_hash(source: str, chunk: int = 8 << 20, stop: threading.Even
     """``(bytes, sha256 hex)`` of the raw (still compressed) bytes of ``source``.
 
     With ``stop``: once it is set, return at the next chunk (with a partial, meaningless hash).
+    Reads into one reused buffer where the file allows (a new 8 MiB object per chunk costs a
+    page fault per 4 KiB: ~0.2 s of system time for a 500 MB file).
     """
     h = hashlib.sha256()
     n = 0
+    buf = bytearray(chunk)
+    view = memoryview(buf)
     try:
         with fsspec.open(source, "rb") as f:
+            readinto = getattr(f, "readinto", None)
             while stop is None or not stop.is_set():
-                b = f.read(chunk)
+                if readinto is not None:
+                    k = readinto(view)
+                    b = view[:k] if k else b""
+                else:
+                    b = f.read(chunk)
                 if not b:
                     break
                 h.update(b)
@@ -190,6 +199,15 @@ class ArrowInput:
     path: str
     compression: str | None
     staged: bool
+
+    def plain_size(self) -> int | None:
+        """Bytes of the text pyarrow will parse when known up front (not for gzip)."""
+        if self.compression:
+            return None
+        try:
+            return os.path.getsize(self.path)
+        except OSError:
+            return None
 
     def open(self) -> tuple[pa.NativeFile, Callable[[], int] | None]:
         """``(stream, bytes_of_the_source_read_so_far or None)``."""

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from factorflow.data.ingest.blocks import NeedRobust, read_blocks
+from factorflow.data.ingest.blocks import Block, NeedRobust, read_blocks
 from factorflow.data.ingest.formats import ArrowInput, FormatSpec, arrow_input, not_utf8_error
 from factorflow.data.ingest.ids import IdMap
 from factorflow.data.ingest.lines import first_non_utf8
@@ -158,12 +158,30 @@ class FileRows:
                 self.chunks[name][c] = np.delete(self.chunks[name][c], local)
         self.n_valid -= len(k)
 
+    def pair_keys(self, remap_u: np.ndarray, remap_i: np.ndarray, n_items: int) -> np.ndarray:
+        """``remap_u[user] * n_items + remap_i[item]`` (int64) of every kept row; consumes both columns."""
+        out = np.empty(self.n_valid, np.int64)
+        remap_u, remap_i = remap_u.astype(np.int64), remap_i.astype(np.int64)  # small: one entry per id
+        users, items = self.chunks["user"], self.chunks["item"]
+        pos = 0
+        while users:
+            u, i = users.pop(0), items.pop(0)
+            part = out[pos : pos + len(u)]
+            np.take(remap_u, u, out=part, mode="clip")  # ids are in range: no bounds-checking copy
+            part *= max(n_items, 1)
+            part += remap_i.take(i, mode="clip")
+            pos += len(u)
+        assert pos == self.n_valid and not items
+        return out
+
     def column(self, name: str, mapping: np.ndarray | None = None) -> np.ndarray:
         """Concatenate (and consume) column ``name``: "user", "item", "rating" or "timestamp".
 
         With ``mapping``, return ``mapping[values]`` (provisional → final id index).
         """
         parts = self.chunks[name]
+        if mapping is None and len(parts) == 1:  # one chunk (the usual case): itself, no copy
+            return parts.pop()
         dtype = (mapping.dtype if mapping is not None else parts[0].dtype) if parts else _DTYPES[name]
         out = np.empty(self.n_valid, dtype)
         pos = 0
@@ -171,7 +189,7 @@ class FileRows:
             part = parts.pop(0)
             n = len(part)
             if mapping is not None:
-                np.take(mapping, part, out=out[pos : pos + n])
+                np.take(mapping, part, out=out[pos : pos + n], mode="clip")  # in range: no bounds-checking copy
             else:
                 out[pos : pos + n] = part
             pos += n
@@ -184,30 +202,70 @@ _DTYPES = {"user": np.int32, "item": np.int32, "rating": np.float32, "timestamp"
 
 
 class _Acc:
+    """The kept rows' four columns, written in place into arrays that grow as needed.
+
+    With a good capacity estimate (the fast path makes one from its first block and the file's
+    size) the columns are filled once and never copied: no per-block arrays to concatenate later,
+    and no fresh memory (a page fault per 4 KiB) beyond the columns themselves. Capacity not
+    filled is never touched, so it costs address space, not memory.
+    """
+
     def __init__(self) -> None:
-        self.chunks: dict[str, list[np.ndarray]] = {k: [] for k in _DTYPES}
+        self.cols: dict[str, np.ndarray] = {k: np.empty(0, dt) for k, dt in _DTYPES.items()}
         self.n_valid = 0
         self.rows_read = 0
         self.skipped: list[np.ndarray] = []
 
-    def add(self, u: np.ndarray, i: np.ndarray, r: np.ndarray, t: np.ndarray | None) -> None:
-        n = len(u)
-        if t is None:  # no timestamp column: file order stands in for time
-            t = np.arange(self.n_valid, self.n_valid + n, dtype=np.int64)
-        # own copies: views of Arrow buffers would pin the batch's memory in Arrow's pool
-        for name, values in (("user", u), ("item", i), ("rating", r), ("timestamp", t)):
-            own = isinstance(values, np.ndarray) and values.flags.owndata and values.dtype == _DTYPES[name]
-            self.chunks[name].append(values if own else np.array(values, _DTYPES[name]))
-        self.n_valid += n
+    def reserve(self, extra: int, exact: bool = False) -> None:
+        """Room for ``extra`` more rows (growing by at least half unless ``exact``)."""
+        need = self.n_valid + extra
+        cap = len(self.cols["rating"])
+        if need <= cap:
+            return
+        new_cap = need if exact else max(need, cap + cap // 2, 1 << 16)
+        for name, old in self.cols.items():
+            new = np.empty(new_cap, old.dtype)
+            new[: self.n_valid] = old[: self.n_valid]
+            self.cols[name] = new
 
-    def add_block(self, u: np.ndarray, i: np.ndarray, r: np.ndarray, t: np.ndarray | None, n_rows: int) -> None:
-        """One block of the fast path: all ``n_rows`` rows read are kept."""
-        self.add(u, i, r, t)
-        self.rows_read += n_rows
+    def _slots(self, n: int) -> dict[str, np.ndarray]:
+        self.reserve(n)
+        a = self.n_valid
+        self.n_valid += n
+        return {name: col[a : a + n] for name, col in self.cols.items()}
+
+    def _fill_time(self, slot: np.ndarray, t: np.ndarray | None) -> None:
+        if t is None:  # no timestamp column: file order stands in for time
+            slot[:] = np.arange(self.n_valid - len(slot), self.n_valid, dtype=np.int64)
+        else:
+            slot[:] = t
+
+    def add(self, u: np.ndarray, i: np.ndarray, r: np.ndarray, t: np.ndarray | None) -> None:
+        """Append kept rows (provisional id indices, ratings, timestamps or None)."""
+        out = self._slots(len(u))
+        out["user"][:] = u
+        out["item"][:] = i
+        np.copyto(out["rating"], r, casting="unsafe")  # float64 → float32, as astype
+        self._fill_time(out["timestamp"], t)
+
+    def add_block(self, block: Block, u_map: np.ndarray, i_map: np.ndarray, expected_rows: int | None) -> None:
+        """One block of the fast path (all its rows kept); ids map through ``u_map``/``i_map``.
+
+        ``expected_rows``: the whole file's rows as estimated from this (first) block, or None.
+        """
+        if expected_rows is not None:
+            self.reserve(expected_rows - self.n_valid, exact=True)
+        out = self._slots(block.n_rows)
+        np.take(u_map, block.user_codes, out=out["user"], mode="clip")  # codes are in range
+        np.take(i_map, block.item_codes, out=out["item"], mode="clip")
+        np.copyto(out["rating"], block.rating, casting="unsafe")
+        self._fill_time(out["timestamp"], block.timestamp)
+        self.rows_read += block.n_rows
 
     def rows(self, source: str, rejects: Rejects, path: str, first_line: int, invalid: list[int]) -> FileRows:
         skipped = np.concatenate(self.skipped) if self.skipped else np.zeros(0, np.int64)
-        return FileRows(source, self.chunks, self.n_valid, self.rows_read, rejects, path, first_line, skipped,
+        chunks = {name: [col[: self.n_valid]] if self.n_valid else [] for name, col in self.cols.items()}
+        return FileRows(source, chunks, self.n_valid, self.rows_read, rejects, path, first_line, skipped,
                         np.sort(np.asarray(invalid, np.int64)))
 
 
@@ -272,8 +330,15 @@ def _read_fast(
         if bytes_read is not None:
             report(progress, bytes_read(), total_bytes, source)
 
+    size = inp.plain_size()
+
+    def add(block: Block, u_map: np.ndarray, i_map: np.ndarray, nbytes: int) -> None:
+        first = acc.rows_read == 0 and size is not None and nbytes > 0
+        expected = int(block.n_rows * size / nbytes * 1.05) + 4096 if first else None
+        acc.add_block(block, u_map, i_map, expected)
+
     try:
-        read_blocks(stream, spec, users, items, rating_range, block_size, acc.add_block, on_block)
+        read_blocks(stream, spec, users, items, rating_range, block_size, add, on_block)
     except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
         raise NeedRobust from exc
     except (OSError, EOFError) as exc:

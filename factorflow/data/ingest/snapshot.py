@@ -167,14 +167,20 @@ def _locate(
 
 
 class _Hashing:
-    """The sources' ``(bytes, sha256)`` computed on a helper thread while the caller parses them."""
+    """The sources' ``(bytes, sha256)`` computed on a helper thread once :meth:`start` is called.
+
+    Started after parsing, it runs beside the single-threaded sort (parsing keeps every core busy).
+    """
 
     def __init__(self, sources: list[str]) -> None:
         self._stop = threading.Event()
         self._out: list[tuple[int, str]] = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(sources,), name="ingest-hash", daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        if self._thread.ident is None:
+            self._thread.start()
 
     def _run(self, sources: list[str]) -> None:
         try:
@@ -183,6 +189,7 @@ class _Hashing:
             self._error = exc
 
     def result(self) -> list[tuple[int, str]]:
+        self.start()
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -191,12 +198,14 @@ class _Hashing:
     def stop(self) -> None:
         """Stop early (at its next chunk) if still running, and wait for the thread."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:
+            self._thread.join()
 
 
-def _hash_meanwhile(source: str, test_source: str | None, store: str, name: str) -> _Hashing | None:
-    """Hash while parsing when the snapshot cannot exist yet: local files, and no snapshot of ``name``
-    from a source of the same size (so re-ingesting the same bytes still hashes first and parses nothing)."""
+def _hash_later(source: str, test_source: str | None, store: str, name: str) -> _Hashing | None:
+    """Hash after parsing, beside the sort, when the snapshot cannot exist yet: local files, and no
+    snapshot of ``name`` from a source of the same size (so re-ingesting the same bytes still hashes
+    first and parses nothing)."""
     sizes = [local_size(s) for s in (source, test_source) if s]
     if any(n is None for n in sizes):
         return None
@@ -229,7 +238,7 @@ def ingest_source(
     source, store = os.fspath(source), os.fspath(store)
     check_param(0.0 <= max_reject_fraction <= 1.0, "max_reject_fraction", max_reject_fraction, "in [0, 1]")
     name, cols, rating_range = _checked_options(source, name, fmt, columns, rating_range)
-    hashing = _hash_meanwhile(source, test_source, store, name)
+    hashing = _hash_later(source, test_source, store, name)
     if hashing is None:
         plan = planned_snapshot(source, store, name, fmt=fmt, columns=cols, delimiter=delimiter,
                                 rating_range=rating_range, test_source=test_source)
@@ -272,6 +281,8 @@ def _ingest(
         test = read_rows(test_source, test_spec, users, items, rating_range, _after(progress, nbytes), total)
         n_outside += _apply_scale(test, test_spec, scale)  # the train file's scale
         _check_rejects(test, max_reject_fraction)
+    if hashing is not None:
+        hashing.start()
     files = [train] + ([test] if test else [])
     remap_u, user_ids = users.finalize(_used(files, "user", users.n) if n_outside else None)
     remap_i, item_ids = items.finalize(_used(files, "item", items.n) if n_outside else None)
@@ -490,11 +501,9 @@ def _finalize(rows: FileRows, remap_u: np.ndarray, remap_i: np.ndarray, n_items:
     """Final indices, duplicates resolved (latest timestamp, then last seen), in (user, item) order.
 
     Each column is assembled from its chunks (and freed there) just before it is needed: user and
-    item only as far as the pair key (``ordering.pair_keys``).
+    item only as far as the pair key.
     """
-    key = rows.column("user", remap_u).astype(np.int64)
-    key *= max(n_items, 1)
-    key += rows.column("item", remap_i)
+    key = rows.pair_keys(remap_u, remap_i, n_items)
     return SortedRows.build(key, rows.column("rating"), rows.column("timestamp"), n_items)
 
 
