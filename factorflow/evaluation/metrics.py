@@ -30,7 +30,7 @@ def _errors(err: np.ndarray) -> dict[str, float | int | None]:
     n = int(err.size)
     if n == 0:
         return {"rmse": None, "mae": None, "n": 0}  # JSON null: nothing to average
-    return {"rmse": float(np.sqrt(np.mean(err * err))), "mae": float(np.mean(np.abs(err))), "n": n}
+    return {"rmse": float(np.sqrt(np.dot(err, err) / n)), "mae": float(np.mean(np.abs(err))), "n": n}
 
 
 def rating_metrics(
@@ -46,8 +46,8 @@ def rating_metrics(
 
     An empty subset reports ``n = 0`` and rmse/mae ``None`` (no rows; stays valid JSON).
     """
-    pred = np.clip(scorer.score_pairs(users, items), rating_range[0], rating_range[1])
-    err = pred - np.asarray(ratings, dtype=np.float64)
+    err = np.clip(scorer.score_pairs(users, items), rating_range[0], rating_range[1]).astype(np.float64, copy=False)
+    err -= np.asarray(ratings)  # in place: clip made a new array (float64 arithmetic, as before)
     out: dict[str, Any] = dict(_errors(err))
     if cold is not None:
         cold = np.asarray(cold, dtype=bool)

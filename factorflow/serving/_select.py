@@ -1,4 +1,4 @@
-"""Compiled top-n selection for :func:`factorflow.serving.topn.top_n_blocks` (numba, parallel over users).
+"""Compiled top-n selection for :func:`factorflow.serving.topn.top_n_blocks` (numba).
 
 Both kernels rank by score descending, ties to the smaller item index, skip non-finite scores,
 and skip each user's seen items by walking the user's sorted CSR row (``seen_ptr``/``seen_idx``,
@@ -8,8 +8,51 @@ indexed by the user's id), so no score is overwritten. Results go into caller-al
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
-from numba import njit, prange
+from numba import config, njit
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _reset_pool() -> None:  # a forked child has none of the parent's threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_reset_pool)
+
+
+def run_split(kernel: Callable[..., None], rows: int, *args: object) -> None:
+    """``kernel(*args, r0, r1)`` over rows ``[0, rows)``, one contiguous range per thread.
+
+    Threads: ``NUMBA_NUM_THREADS`` (default: the cores); the calling thread takes the first
+    range. The kernels release the GIL. Plain threads rather than a numba ``prange``: a waiting
+    thread sleeps instead of spinning, so the selection and the BLAS threads that alternate
+    with it do not take the cores from each other (measured: a third less time on 2 cores).
+    """
+    global _pool
+    k = max(1, min(int(config.NUMBA_NUM_THREADS), rows))
+    if k == 1:
+        kernel(*args, 0, rows)
+        return
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, int(config.NUMBA_NUM_THREADS) - 1),
+                                       thread_name_prefix="factorflow-topn")
+        pool = _pool
+    bounds = [rows * t // k for t in range(k + 1)]
+    futures = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, k)]
+    try:
+        kernel(*args, bounds[0], bounds[1])
+    finally:
+        for fu in futures:
+            fu.result()
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -46,21 +89,23 @@ def _n_above(s_row, add_bias, br, item_offset, thr, j0, j1):  # pragma: no cover
     return hit
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def select_rows(s, add_bias, row_bias, item_offset, users, seen_ptr, seen_idx, allowed, n,
-                top_i, top_s, counts):  # pragma: no cover - compiled
-    """Top ``n`` of each row of a score block, excluding seen and disallowed items in the scan.
+                top_i, top_s, counts, r0, r1):  # pragma: no cover - compiled
+    """Top ``n`` of rows ``[r0, r1)`` of a score block, excluding seen and disallowed items in the scan.
 
     The score of (row r, item j) is ``s[r, j]``, or ``(s[r, j] + row_bias[r]) + item_offset[j]``
     in the dtype of ``s`` when ``add_bias`` (the bias terms of ``FactorArrays.score_users``, in its
     order). Items are visited in index order and only a strictly greater score displaces, so
     ties keep the smaller index. ``allowed`` is a uint8 mask over items, or empty for all items.
     Once n items are held, a chunk of :data:`CHUNK` items is walked only if one of its scores
-    beats the n-th best (a vectorized count), which is what makes the scan cheap.
+    beats the n-th best (a vectorized count), which is what makes the scan cheap. Serial and
+    without the GIL: the caller runs disjoint row ranges on its own threads (see
+    :func:`run_split`).
     """
-    rows, m = s.shape
+    m = s.shape[1]
     use_allowed = allowed.shape[0] > 0
-    for r in prange(rows):
+    for r in range(r0, r1):
         ti = top_i[r]
         ts = top_s[r]
         s_row = s[r]
@@ -109,7 +154,7 @@ def _is_seen(seen_idx, lo, hi, j):  # pragma: no cover - compiled
     return False
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def select_user_independent(row_bias, order, run_start, run_offset, users, seen_ptr, seen_idx, n,
                             top_i, top_s, counts):  # pragma: no cover - compiled
     """Top ``n`` per user when the score is ``(0 + row_bias[r]) + offset_j`` (float32): one global order.
@@ -119,11 +164,12 @@ def select_user_independent(row_bias, order, run_start, run_offset, users, seen_
     so a user's scores never increase along ``order``: walk the runs, take at most ``n`` unseen
     items of each (a run shares one score, so its smallest indices win), and stop at the first
     run scoring below the n-th best. Ties created by rounding across runs are settled by index
-    in the insert, so the result equals ranking every item's score.
+    in the insert, so the result equals ranking every item's score. A few microseconds per user:
+    serial (a parallel region per block would cost more than the work on a busy machine).
     """
     n_runs = run_offset.shape[0]
     zero = np.float32(0.0)
-    for r in prange(users.shape[0]):
+    for r in range(users.shape[0]):
         ti = top_i[r]
         ts = top_s[r]
         u = users[r]

@@ -3,8 +3,10 @@
 Every score is the model's prediction r̂ (for factor models r̂_ij = w_iᵀu_j + b_i + c_j + μ,
 spec §4) in float32, as published. Known users and the batch file are scored through the
 :class:`~factorflow.serving.scoring.Scorer` interface (``score_users``), so the batch file,
-the top-N metrics and ``recommend`` rank alike, bit for bit. Rankings are by score,
-descending; ties go to the smaller item index, so results are deterministic. Cold start is a
+the top-N metrics and ``recommend`` rank alike: the same formula, bit for bit for the same
+block of users (the BLAS product may round the last bit differently in a block of another
+shape, e.g. one user alone). Rankings are by score, descending; ties go to the smaller item
+index, so results are deterministic. Cold start is a
 contract, not a NaN: an unknown user gets :func:`popular_fallback` (flagged
 ``fallback=True``); a new user with a few ratings is folded in by the model
 (:mod:`factorflow.serving.foldin`) and ranked with :func:`top_n_for_vector`. Similar items by
@@ -23,7 +25,7 @@ import scipy.sparse as sp
 from factorflow.errors import ParameterError, check_param
 from factorflow.factors import FactorArrays
 from factorflow.progress import Progress, report
-from factorflow.serving._select import select_rows, select_user_independent
+from factorflow.serving._select import run_split, select_rows, select_user_independent
 from factorflow.serving.scoring import Scorer
 
 BLOCK_BUDGET = 1 << 24  # at most this many float32 scores (64 MiB) live at once in recommend_all
@@ -205,14 +207,14 @@ def _block_selector(scorer: Scorer, n: int, allowed: np.ndarray, seen_ptr: np.nd
 
         def select_factors(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
             s = f.user_products(who, item_t, out=buf[:len(who)])
-            select_rows(s, True, f.user_bias[who].astype(np.float32), offset, who, seen_ptr, seen_idx, allowed, n,
-                        top_i, top_s, counts)
+            run_split(select_rows, len(who), s, True, f.user_bias[who].astype(np.float32), offset, who, seen_ptr,
+                      seen_idx, allowed, n, top_i, top_s, counts)
         return select_factors
 
     def select_scored(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
         s = scorer.score_users(who)
-        select_rows(s, False, np.zeros(len(who), dtype=s.dtype), no_bias.astype(s.dtype), who, seen_ptr, seen_idx,
-                    allowed, n, top_i, top_s, counts)
+        run_split(select_rows, len(who), s, False, np.zeros(len(who), dtype=s.dtype), no_bias.astype(s.dtype), who,
+                  seen_ptr, seen_idx, allowed, n, top_i, top_s, counts)
     return select_scored
 
 
