@@ -202,8 +202,8 @@ def test_a_clean_ingest_does_not_import_pandas(tmp_path):
 
 
 @pytest.mark.parametrize("with_test_file", [False, True])
-def test_hashing_while_parsing_gives_the_planned_snapshot(tmp_path, with_test_file, monkeypatch):
-    """A first ingest hashes on a helper thread while it parses; the snapshot and the recorded hashes
+def test_hashing_beside_the_sort_gives_the_planned_snapshot(tmp_path, with_test_file, monkeypatch):
+    """A first ingest hashes on a helper thread after parsing (beside the sort); the snapshot and the hashes
     are those that hashing first gives (planned_snapshot), and a failed parse stops the helper."""
     src, test = str(tmp_path / "r.csv"), str(tmp_path / "t.csv")
     with open(src, "w") as f:
@@ -231,3 +231,42 @@ def test_hashing_while_parsing_gives_the_planned_snapshot(tmp_path, with_test_fi
         ingest_source(bad, str(tmp_path / "s2"))
     assert len(threads) == 2 and not threads[1]._thread.is_alive()
     assert list_snapshots(str(tmp_path / "s2"), "bad") == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls=st.lists(st.lists(st.sampled_from([str(k) for k in range(60)] + ["u", "007", "é"]), max_size=40),
+                      max_size=12),
+       cut=st.integers(0, 11))
+def test_id_map_encodes_like_a_dict_in_first_seen_order(calls, cut):
+    """Whichever way a lookup goes (pc.index_in, or the dict for a few ids among many), indices are
+    first-seen order; truncate forgets the later ids."""
+    ids, ref = IdMap(), {}
+    marks = []
+    for k, call in enumerate(calls):
+        if k == cut:
+            marks.append((ids.n, dict(ref)))
+        got = ids.encode(pa.array(call, pa.string())).tolist()
+        for v in call:
+            ref.setdefault(v, len(ref))
+        assert got == [ref[v] for v in call]
+    assert ids.added_since(0).to_pylist() == list(ref)
+    if marks:
+        n, before = marks[0]
+        ids.truncate(n)
+        assert ids.added_since(0).to_pylist() == list(before)
+        probe = [str(k) for k in range(60)]
+        want, seen = [], dict(before)
+        for v in probe:
+            want.append(seen.setdefault(v, len(seen)))
+        assert ids.encode(pa.array(probe, pa.string())).tolist() == want
+
+
+def test_id_map_dict_lookups_survive_truncation():
+    ids = IdMap()
+    ids.encode(pa.array([str(k) for k in range(100)], pa.string()))
+    assert ids.encode(pa.array(["7", "x", "99", "x"], pa.string())).tolist() == [7, 100, 99, 100]  # the dict path
+    assert ids._index is not None
+    ids.truncate(50)
+    assert ids.encode(pa.array(["60", "3"], pa.string())).tolist() == [50, 3]  # 60 was forgotten: new again
+    assert ids.encode(pa.array(["x"], pa.string())).tolist() == [51]
+    assert ids.added_since(49).to_pylist() == ["49", "60", "x"]
