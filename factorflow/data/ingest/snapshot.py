@@ -41,6 +41,7 @@ from factorflow.data.ingest.ordering import SortedRows, resolve_duplicates  # no
 from factorflow.data.ingest.reader import FileRows, read_rows
 from factorflow.data.ingest.scale import (
     RatingScale,
+    ValueCounts,
     apply_scale,
     declared_scale,
     infer_scale,
@@ -272,7 +273,7 @@ def _ingest(
     _return_freed_memory_promptly()
     users, items = IdMap(), IdMap()
     train = read_rows(source, spec, users, items, rating_range, progress, total)
-    scale = declared_scale(*rating_range) if rating_range else _inferred_scale(train)
+    scale, counted = (declared_scale(*rating_range), None) if rating_range else _inferred_scale(train)
     n_outside = _apply_scale(train, spec, scale)
     _check_rejects(train, max_reject_fraction)
     test = None
@@ -289,7 +290,10 @@ def _ingest(
     train_tab, train_dup = _finalize(train, remap_u, remap_i, len(item_ids))
     test_tab, test_dup = _finalize(test, remap_u, remap_i, len(item_ids)) if test else (None, 0)
     kept = [train_tab] + ([test_tab] if test_tab is not None else [])
-    ratings = _rating_stats(source, [t.kept_values("rating") for t in kept], scale)
+    if counted is None or n_outside or train_dup or test is not None:  # the counts are of other rows
+        counted = value_counts(t.kept_values("rating") for t in kept)
+    ratings = _rating_stats(source, [t.kept_values("rating") for t in kept] if counted is None else [], scale,
+                            counted)
     _warn_shape(source, len(user_ids), len(item_ids))
     if plan is None:
         assert hashing is not None
@@ -404,12 +408,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.3g}%"
 
 
-def _inferred_scale(rows: FileRows) -> RatingScale:
-    """The scale the kept ratings of the train file show (from their counts when few distinct)."""
+def _inferred_scale(rows: FileRows) -> tuple[RatingScale, ValueCounts | None]:
+    """The scale the kept ratings of the train file show, and their counts when few distinct."""
     if not rows.n_valid:  # nothing to infer from; _check_rejects reports the file
-        return RatingScale(-np.inf, np.inf, "none")
+        return RatingScale(-np.inf, np.inf, "none"), None
     counted = value_counts(rows.chunks["rating"])
-    return infer_scale_from_counts(counted) if counted is not None else infer_scale(kept_ratings(rows))
+    scale = infer_scale_from_counts(counted) if counted is not None else infer_scale(kept_ratings(rows))
+    return scale, counted
 
 
 def _apply_scale(rows: FileRows, spec: FormatSpec, scale: RatingScale) -> int:
@@ -446,11 +451,16 @@ def _count_reasons(parts: Any) -> dict[str, int]:
     return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _rating_stats(source: str, parts: list[np.ndarray], scale: RatingScale) -> dict[str, Any]:
-    """rating_min/max/values over the kept rows, and the scale used (declared or inferred, and how)."""
-    r = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    lo, hi = float(r.min()), float(r.max())
-    values = np.unique(r)
+def _rating_stats(source: str, parts: list[np.ndarray], scale: RatingScale,
+                  counted: ValueCounts | None = None) -> dict[str, Any]:
+    """rating_min/max/values over the kept rows (their ``counted`` values when given, else ``parts``),
+    and the scale used (declared or inferred, and how)."""
+    if counted is not None:
+        values = counted.values
+    else:
+        r = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        values = np.unique(r)
+    lo, hi = float(values[0]), float(values[-1])
     listed = [float(str(v)) for v in values] if len(values) <= MAX_RATING_VALUES else None
     if not scale.declared:
         _warn_odd_ratings(source, scale, values)
