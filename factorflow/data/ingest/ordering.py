@@ -41,8 +41,11 @@ def sort_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(key, kind="stable")
         return order.astype(index_type), key[order]
     key <<= pos_bits
-    for a in range(0, n, STEP):  # no whole-column temporary
-        key[a : a + STEP] |= np.arange(a, min(n, a + STEP), dtype=np.int64)
+    steps, pos = np.arange(STEP, dtype=np.int64), np.empty(STEP, np.int64)  # reused: no fresh memory per step
+    for a in range(0, n, STEP):
+        m = min(STEP, n - a)
+        np.add(steps[:m], a, out=pos[:m])
+        key[a : a + m] |= pos[:m]
     key.sort()  # positions make every value distinct: any sort is stable here
     order = np.empty(n, index_type)
     mask = (1 << pos_bits) - 1
@@ -117,15 +120,37 @@ class SortedRows:
         values = self.rating if column == "rating" else self.timestamp
         return values if len(self.order) == len(values) else values[self.order]
 
-    def batches(self, rows: int) -> Iterator[pa.RecordBatch]:
-        """``user_idx, item_idx, rating, timestamp`` in slices of ``rows`` rows."""
+    def batches(self, rows: int, reuse: bool = False) -> Iterator[pa.RecordBatch]:
+        """``user_idx, item_idx, rating, timestamp`` in slices of ``rows`` rows.
+
+        ``reuse``: the batches are views of two sets of buffers used in turn, so a batch is valid
+        only until the one after the next is made (enough for a writer that consumes each batch
+        before asking for the next one while the next is prefetched); no fresh memory per batch.
+        """
         n_items = max(self.n_items, 1)
-        for a in range(0, self.num_rows, rows):
-            k = self.keys[a : a + rows]
-            o = self.order[a : a + rows]
-            u = (k // n_items).astype(np.int32)
-            i = (k - u.astype(np.int64) * n_items).astype(np.int32)
-            yield pa.RecordBatch.from_arrays(
-                [from_numpy(u), from_numpy(i), from_numpy(self.rating[o]), from_numpy(self.timestamp[o])],
-                names=["user_idx", "item_idx", "rating", "timestamp"],
-            )
+        sets = [_BatchBuffers(min(rows, self.num_rows)) for _ in range(2 if reuse else 0)]
+        for k, a in enumerate(range(0, self.num_rows, rows)):
+            buf = sets[k % 2] if reuse else _BatchBuffers(min(rows, self.num_rows - a))
+            m = min(rows, self.num_rows - a)
+            u, i, r, t, tmp = (x[:m] for x in (buf.user, buf.item, buf.rating, buf.timestamp, buf.tmp))
+            keys, order = self.keys[a : a + m], self.order[a : a + m]
+            np.floor_divide(keys, n_items, out=tmp)
+            u[:] = tmp
+            np.multiply(tmp, n_items, out=tmp)
+            np.subtract(keys, tmp, out=tmp)
+            i[:] = tmp
+            np.take(self.rating, order, out=r, mode="clip")  # positions are in range
+            np.take(self.timestamp, order, out=t, mode="clip")
+            yield pa.RecordBatch.from_arrays([from_numpy(u), from_numpy(i), from_numpy(r), from_numpy(t)],
+                                             names=["user_idx", "item_idx", "rating", "timestamp"])
+
+
+class _BatchBuffers:
+    """Output buffers of one row group (and an int64 scratch array)."""
+
+    def __init__(self, n: int) -> None:
+        self.user = np.empty(n, np.int32)
+        self.item = np.empty(n, np.int32)
+        self.rating = np.empty(n, np.float32)
+        self.timestamp = np.empty(n, np.int64)
+        self.tmp = np.empty(n, np.int64)

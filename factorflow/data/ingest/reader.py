@@ -162,14 +162,18 @@ class FileRows:
         """``remap_u[user] * n_items + remap_i[item]`` (int64) of every kept row; consumes both columns."""
         out = np.empty(self.n_valid, np.int64)
         remap_u, remap_i = remap_u.astype(np.int64), remap_i.astype(np.int64)  # small: one entry per id
+        tmp = np.empty(min(_STEP, self.n_valid), np.int64)  # reused: no whole-column temporary
         users, items = self.chunks["user"], self.chunks["item"]
         pos = 0
         while users:
             u, i = users.pop(0), items.pop(0)
-            part = out[pos : pos + len(u)]
-            np.take(remap_u, u, out=part, mode="clip")  # ids are in range: no bounds-checking copy
-            part *= max(n_items, 1)
-            part += remap_i.take(i, mode="clip")
+            for a in range(0, len(u), _STEP):
+                part = out[pos + a : pos + a + _STEP]
+                m = len(part)
+                np.take(remap_u, u[a : a + m], out=part, mode="clip")  # ids are in range: no bounds-checking copy
+                part *= max(n_items, 1)
+                np.take(remap_i, i[a : a + m], out=tmp[:m], mode="clip")
+                part += tmp[:m]
             pos += len(u)
         assert pos == self.n_valid and not items
         return out
@@ -198,6 +202,7 @@ class FileRows:
         return out
 
 
+_STEP = 1 << 20  # rows per step of a whole-column computation (bounded scratch memory)
 _DTYPES = {"user": np.int32, "item": np.int32, "rating": np.float32, "timestamp": np.int64}
 
 

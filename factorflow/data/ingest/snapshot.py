@@ -347,7 +347,7 @@ def _ingest(
     try:
         with atomic_dir(fs, path) as tmp:
             for filename, rows in sorted_rows.items():
-                write_batches(fs, snapshot_file(tmp, filename), RATINGS_SCHEMA, rows.batches(ROW_GROUP),
+                write_batches(fs, snapshot_file(tmp, filename), RATINGS_SCHEMA, rows.batches(ROW_GROUP, reuse=True),
                               **RATINGS_PARQUET)
             for filename, table in tables.items():
                 write_table(fs, snapshot_file(tmp, filename), table, row_group_size=ROW_GROUP)
