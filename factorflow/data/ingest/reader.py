@@ -1,15 +1,16 @@
 """Stream one ratings file into compact arrays, validating every row.
 
-Two passes at most. The *fast path* lets pyarrow convert rating (float64) and timestamp
-(int64) itself, with parallel read-ahead and no quote handling (so every row is one line),
-and accepts a batch only if every row is valid. At the first problem (a conversion error, a
-wrong column count, an empty field, a non-finite or out-of-range rating, a quote or NUL
-byte in a new id) it gives up and the file is re-read on the *robust path*: every column as
+Two passes at most. The *fast path* (``blocks``) lets pyarrow convert rating (float64) and
+timestamp (int64) itself, without quote handling (so every row is one line), parsing line-aligned
+blocks on a thread pool, and accepts a block only if every row is valid. At the first problem (a
+conversion error, a wrong column count, an empty field, a non-finite or out-of-range rating, a
+quote or NUL byte in a new id) it gives up and the file is re-read on the *robust path*: every column as
 a string, quotes honoured, serial parsing (so pyarrow reports the row numbers of malformed
 rows), vectorized checks per batch, and each bad row recorded with its 1-based line number,
 its text and a reason. A quoted field that spans lines is an ``InputError`` naming the line.
-Per kept row only int32 user/item index, float32 rating and int64 timestamp stay in memory;
-:meth:`FileRows.kept_line_keys` can still tell the line of any kept row afterwards.
+Per kept row only int32 user/item index, float32 rating and int64 timestamp stay in memory,
+written in place into one array per column; :meth:`FileRows.kept_line_keys` can still tell the
+line of any kept row afterwards.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pv
 
-from factorflow.data.ingest.blocks import Block, NeedRobust, read_blocks
+from factorflow.data.ingest.blocks import Block, NeedRobust, read_blocks, workers
 from factorflow.data.ingest.formats import ArrowInput, FormatSpec, arrow_input, not_utf8_error
 from factorflow.data.ingest.ids import IdMap
 from factorflow.data.ingest.lines import first_non_utf8
@@ -32,6 +33,7 @@ from factorflow.errors import InputError
 from factorflow.progress import Progress, report
 
 BLOCK_SIZE = 16 << 20
+MIN_BLOCK_SIZE = 1 << 20
 _HANDLER_RELEASE_TIMEOUT = 10.0  # seconds; normally immediate, or the time of one block's read
 _log = logging.getLogger(__name__)
 REASONS = (
@@ -282,17 +284,31 @@ def read_rows(
     rating_range: tuple[float, float] | None = None,
     progress: Progress | None = None,
     total_bytes: int | None = None,
-    block_size: int = BLOCK_SIZE,
+    block_size: int | None = None,
 ) -> FileRows:
-    """Read ``source`` per ``spec``: fast path first, robust path if any row is not clean."""
+    """Read ``source`` per ``spec``: fast path first, robust path if any row is not clean.
+
+    ``block_size`` (bytes per parsed block): by default ``BLOCK_SIZE``, smaller for a small file
+    so that the fast path's workers get a few blocks each (:func:`fast_block_size`).
+    """
     mark = users.n, items.n
     with arrow_input(source, progress, total_bytes) as inp:
         try:
-            return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, False, inp)
+            fast_size = block_size or fast_block_size(inp.plain_size())
+            return _read(source, spec, users, items, rating_range, progress, total_bytes, fast_size, False, inp)
         except NeedRobust:
             users.truncate(mark[0])
             items.truncate(mark[1])
-            return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size, True, inp)
+            return _read(source, spec, users, items, rating_range, progress, total_bytes, block_size or BLOCK_SIZE,
+                         True, inp)
+
+
+def fast_block_size(nbytes: int | None) -> int:
+    """``BLOCK_SIZE``, or for a file of ``nbytes`` below 4 blocks per worker, a size giving that many
+    (at least 1 MiB)."""
+    if nbytes is None:
+        return BLOCK_SIZE
+    return int(min(BLOCK_SIZE, max(MIN_BLOCK_SIZE, nbytes // (4 * workers()))))
 
 
 def _read(
