@@ -25,7 +25,9 @@ block makes). The GEMM floor of scoring U users is 2·U·M·K FLOPs at that rate
   (its ``factors.py``, ``serving/topn.py`` and ``evaluation/metrics.py`` loaded from ``git show``).
 
 Writes ``benchmarks/results/topn.json`` (``--out``) and prints a table. Times are wall seconds
-(``time.perf_counter``); peak RSS is the child's ``ru_maxrss``.
+(``time.perf_counter``); CPU seconds are the child's user + system time (all threads); peak RSS
+is the child's ``VmHWM`` while measuring, reset after loading (Linux ``/proc/self/clear_refs``;
+``ru_maxrss`` would keep the parent's peak across ``exec``), the loaded data included.
 """
 
 from __future__ import annotations
@@ -47,10 +49,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data"
 ML20M = (138_493, 26_744, 20_000_263)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _reset_peak() -> bool:
@@ -225,7 +223,7 @@ def child(what: str, path: Path, rank: int, n: int, seed: int, before: str | Non
         def work() -> None:
             result["metrics"] = metrics.evaluate(f, train, test, (0.5, 5.0), n=10)
         result = {}
-    rss0 = _rss_mb()
+    rss0, hwm0 = _rss_mb(), _hwm_mb()  # VmHWM, not ru_maxrss: that one keeps the parent's peak across exec
     reset = _reset_peak()
     rates = [gemm_rates(n_items, rank, block)]
     runs, products = [], []
@@ -277,8 +275,8 @@ def child(what: str, path: Path, rank: int, n: int, seed: int, before: str | Non
                                              "n_users_evaluated")},
         })
     out["rss_after_data_mb"] = rss0
-    out["peak_rss_measured_mb"] = hwm  # peak while measuring (data included)
-    out["peak_rss_mb"] = _peak_rss_mb()  # the whole child, loading included
+    out["peak_rss_loading_mb"] = hwm0
+    out["peak_rss_mb"] = hwm if hwm is not None else _hwm_mb()  # while measuring (the resident data included)
     return out
 
 
@@ -333,7 +331,7 @@ def main() -> None:
         rate = max(g["square_gflops"] for g in r["gemm"])
         name = (f"batch top-{args.n}" if r["what"] == "batch"
                 else f"evaluate the model ({r['test_ratings']:,} test ratings)")
-        hwm = r.get("peak_rss_measured_mb") or r["peak_rss_mb"]
+        hwm = r["peak_rss_mb"]
         print(f"| {name} | {r['code']} | {r['users_scored']:,} | {r['floor_s']:.2f} ({rate:.0f} GFLOP/s) | "
               f"{min(r['block_products_s']):.2f} | {r['seconds'][0]:.2f} ({min(r['seconds']):.2f}) | "
               f"{r['x_floor']:.2f} ({r['best_x_floor']:.2f}) | {r['best_x_block_products']:.2f} | "
