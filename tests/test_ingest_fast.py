@@ -270,3 +270,24 @@ def test_id_map_dict_lookups_survive_truncation():
     assert ids.encode(pa.array(["60", "3"], pa.string())).tolist() == [50, 3]  # 60 was forgotten: new again
     assert ids.encode(pa.array(["x"], pa.string())).tolist() == [51]
     assert ids.added_since(49).to_pylist() == ["49", "60", "x"]
+
+
+def test_fast_path_rows_beyond_the_first_block_estimate(tmp_path):
+    """Long lines first, short ones after: the capacity estimated from the first block is too small,
+    so the kept columns continue in further segments; rows and ids still equal the robust pass."""
+    long_rows = [f"{'9' * 40}{k},{'8' * 40}{k % 7},{(k % 10 + 1) / 2},{k}" for k in range(200)]
+    short_rows = [f"{k % 50},{k % 9},{(k % 10 + 1) / 2},{k}" for k in range(100_000)]
+    src = str(tmp_path / "r.csv")
+    with open(src, "w") as f:
+        f.write("\n".join(["userId,movieId,rating,timestamp"] + long_rows + short_rows) + "\n")
+    spec = detect_format(src, read_sample(src))
+    out = {}
+    for robust in (False, True):
+        users, items = IdMap(), IdMap()
+        rows = reader._read(src, spec, users, items, None, None, None, 4096, robust=robust)
+        if not robust:
+            assert len(rows.chunks["rating"]) > 1  # several segments
+        out[robust] = [users.added_since(0), items.added_since(0)] + [
+            rows.column(c) for c in ("user", "item", "rating", "timestamp")]
+    for a, b in zip(out[False], out[True], strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -209,37 +209,43 @@ _DTYPES = {"user": np.int32, "item": np.int32, "rating": np.float32, "timestamp"
 
 
 class _Acc:
-    """The kept rows' four columns, written in place into arrays that grow as needed.
+    """The kept rows' four columns, written in place into large segments (one per column).
 
     With a good capacity estimate (the fast path makes one from its first block and the file's
-    size) the columns are filled once and never copied: no per-block arrays to concatenate later,
-    and no fresh memory (a page fault per 4 KiB) beyond the columns themselves. Capacity not
-    filled is never touched, so it costs address space, not memory.
+    size) there is one segment per column, filled once and never copied: no per-block arrays to
+    concatenate later, and no fresh memory (a page fault per 4 KiB) beyond the columns
+    themselves. Capacity not filled is never touched, so it costs address space, not memory.
+    When a segment is full a new one is started (no copy); the columns are then concatenated
+    once, one at a time, when they are consumed.
     """
 
     def __init__(self) -> None:
-        self.cols: dict[str, np.ndarray] = {k: np.empty(0, dt) for k, dt in _DTYPES.items()}
+        self.segments: list[dict[str, np.ndarray]] = []
+        self.filled = 0  # rows in the last segment
         self.n_valid = 0
         self.rows_read = 0
         self.skipped: list[np.ndarray] = []
 
-    def reserve(self, extra: int, exact: bool = False) -> None:
-        """Room for ``extra`` more rows (growing by at least half unless ``exact``)."""
-        need = self.n_valid + extra
-        cap = len(self.cols["rating"])
-        if need <= cap:
+    def reserve(self, extra: int) -> None:
+        """Room for ``extra`` more rows in the current segment (else a new one of at least that size)."""
+        if self.segments and self.filled + extra <= len(self.segments[-1]["rating"]):
             return
-        new_cap = need if exact else max(need, cap + cap // 2, 1 << 16)
-        for name, old in self.cols.items():
-            new = np.empty(new_cap, old.dtype)
-            new[: self.n_valid] = old[: self.n_valid]
-            self.cols[name] = new
+        size = max(extra, self.n_valid // 2, 1 << 16)
+        self._close()
+        self.segments.append({k: np.empty(size, dt) for k, dt in _DTYPES.items()})
+        self.filled = 0
+
+    def _close(self) -> None:
+        """Trim the last segment to its filled rows (views; the untouched rest is never paged in)."""
+        if self.segments:
+            self.segments[-1] = {k: v[: self.filled] for k, v in self.segments[-1].items()}
 
     def _slots(self, n: int) -> dict[str, np.ndarray]:
         self.reserve(n)
-        a = self.n_valid
+        a = self.filled
+        self.filled += n
         self.n_valid += n
-        return {name: col[a : a + n] for name, col in self.cols.items()}
+        return {name: col[a : a + n] for name, col in self.segments[-1].items()}
 
     def _fill_time(self, slot: np.ndarray, t: np.ndarray | None) -> None:
         if t is None:  # no timestamp column: file order stands in for time
@@ -261,7 +267,7 @@ class _Acc:
         ``expected_rows``: the whole file's rows as estimated from this (first) block, or None.
         """
         if expected_rows is not None:
-            self.reserve(expected_rows - self.n_valid, exact=True)
+            self.reserve(max(expected_rows - self.n_valid, block.n_rows))
         out = self._slots(block.n_rows)
         np.take(u_map, block.user_codes, out=out["user"], mode="clip")  # codes are in range
         np.take(i_map, block.item_codes, out=out["item"], mode="clip")
@@ -271,7 +277,8 @@ class _Acc:
 
     def rows(self, source: str, rejects: Rejects, path: str, first_line: int, invalid: list[int]) -> FileRows:
         skipped = np.concatenate(self.skipped) if self.skipped else np.zeros(0, np.int64)
-        chunks = {name: [col[: self.n_valid]] if self.n_valid else [] for name, col in self.cols.items()}
+        self._close()
+        chunks = {name: [seg[name] for seg in self.segments if len(seg[name])] for name in _DTYPES}
         return FileRows(source, chunks, self.n_valid, self.rows_read, rejects, path, first_line, skipped,
                         np.sort(np.asarray(invalid, np.int64)))
 
