@@ -115,10 +115,15 @@ class SortedRows:
     def num_rows(self) -> int:
         return len(self.keys)
 
-    def kept_values(self, column: str) -> np.ndarray:
-        """The kept rows' ``"rating"`` or ``"timestamp"`` values in some order (file order when all are kept)."""
+    def kept_parts(self, column: str) -> Iterator[np.ndarray]:
+        """The kept rows' ``"rating"`` or ``"timestamp"`` values, in parts and in some order: the whole
+        column (file order) when every row is kept, else gathered ``STEP`` rows at a time."""
         values = self.rating if column == "rating" else self.timestamp
-        return values if len(self.order) == len(values) else values[self.order]
+        if len(self.order) == len(values):
+            yield values
+            return
+        for a in range(0, len(self.order), STEP):
+            yield values[self.order[a : a + STEP]]
 
     def batches(self, rows: int, reuse: bool = False) -> Iterator[pa.RecordBatch]:
         """``user_idx, item_idx, rating, timestamp`` in slices of ``rows`` rows.

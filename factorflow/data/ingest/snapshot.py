@@ -7,6 +7,11 @@ checks the reject fraction,
 assigns dense ids in sorted raw-id order, resolves duplicate (user, item) pairs (latest
 timestamp, then last seen), sorts by (user, item) and writes everything into a temporary
 folder that is renamed into place last (``storage.fs.atomic_dir``).
+
+When no snapshot of the dataset comes from a (local) source of the same size, the snapshot cannot
+exist yet: then the hashing is deferred to a helper thread that runs beside the single-threaded
+sort (parsing keeps every core busy), and the snapshot id is known before anything is written.
+``ratings.parquet`` is written row group by row group from :class:`ordering.SortedRows`.
 """
 
 from __future__ import annotations
@@ -291,9 +296,10 @@ def _ingest(
     test_tab, test_dup = _finalize(test, remap_u, remap_i, len(item_ids)) if test else (None, 0)
     kept = [train_tab] + ([test_tab] if test_tab is not None else [])
     if counted is None or n_outside or train_dup or test is not None:  # the counts are of other rows
-        counted = value_counts(t.kept_values("rating") for t in kept)
-    ratings = _rating_stats(source, [t.kept_values("rating") for t in kept] if counted is None else [], scale,
-                            counted)
+        counted = value_counts(part for t in kept for part in t.kept_parts("rating"))
+    parts = [part for t in kept for part in t.kept_parts("rating")] if counted is None else []
+    ratings = _rating_stats(source, parts, scale, counted)
+    del parts
     _warn_shape(source, len(user_ids), len(item_ids))
     if plan is None:
         assert hashing is not None
@@ -500,10 +506,10 @@ def _warn_shape(source: str, n_users: int, n_items: int) -> None:
 
 
 def _ts_stats(kept: list[SortedRows]) -> dict[str, Any]:
-    parts = [t.kept_values("timestamp") for t in kept if t.num_rows]
+    ranges = [(int(p.min()), int(p.max())) for t in kept if t.num_rows for p in t.kept_parts("timestamp")]
     return {
-        "timestamp_min": int(min(p.min() for p in parts)) if parts else None,
-        "timestamp_max": int(max(p.max() for p in parts)) if parts else None,
+        "timestamp_min": min(lo for lo, _ in ranges) if ranges else None,
+        "timestamp_max": max(hi for _, hi in ranges) if ranges else None,
     }
 
 
