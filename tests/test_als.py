@@ -188,7 +188,7 @@ def test_planted_low_rank_matrix_is_recovered_to_the_noise_floor():
     train_mask = observed & ~held
     rows, cols = np.nonzero(train_mask)
     train = sp.csr_matrix((noisy[rows, cols].astype(np.float32), (rows, cols)), shape=(n_u, n_i))
-    model = ALS(ALSConfig(rank=k, reg=0.05, sweeps=20, weighted=False, seed=0)).fit(train)
+    model = ALS(ALSConfig(rank=k, reg=0.05, reg_per_rating=0.0, sweeps=20, weighted=False, seed=0)).fit(train)
     fa = model.factors()
     train_rmse = model.history[-1]["train_rmse"]
     hr, hc = np.nonzero(held)

@@ -51,7 +51,7 @@ def model(published):
 
 def test_attributes_come_from_model_json(model, published):
     assert (model.name, model.version, model.kind) == ("als", published["version"], "als")
-    assert model.params == published["params"] and model.params["reg"] == 12.0
+    assert model.params == published["params"] and model.params["reg"] == 6.0
     assert model.metrics == {"test": {"rmse": 0.9}} and model.rating_range == (0.5, 5.0)
     assert (model.n_users, model.n_items) == published["train"].shape
     assert factorflow.load_model(published["store"], "als", published["version"]).version == model.version
@@ -124,10 +124,10 @@ def test_fold_in_uses_the_models_own_regularization(model, published):
     idx = np.array([3, 40, 41, 100, 250, 7])
     r = np.array([5.0, 4.0, 1.5, 3.0, 4.5, 2.0])
     rows = model.fold_in({int(iid[j]): float(x) for j, x in zip(idx, r, strict=True)}, n=10, min_ratings=0)
-    # the normal equations with the published λ (factors) and λ_bias (bias), unweighted
-    assert params["weighted"] is False
+    # the normal equations with the published λ = reg + reg_per_rating·n (factors) and λ_bias (bias)
+    assert params["weighted"] is False and params["reg_per_rating"] > 0
     y = np.hstack([f.item_factors[idx].astype(np.float64), np.ones((len(idx), 1))])
-    lam = np.diag([params["reg"]] * f.rank + [params["reg_bias"]])
+    lam = np.diag([params["reg"] + params["reg_per_rating"] * len(idx)] * f.rank + [params["reg_bias"]])
     x = np.linalg.solve(y.T @ y + lam, y.T @ (r - f.item_bias[idx] - f.global_mean))
     s = f.item_factors.astype(np.float64) @ x[:-1] + x[-1] + f.item_bias + f.global_mean
     s[idx] = -np.inf

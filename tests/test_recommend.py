@@ -177,11 +177,11 @@ def test_fold_in_solves_normal_equations(weighted):
     f = make_factors(k=5)
     items = np.array([3, 17, 42, 8, 30, 55, 1])
     r = np.array([5.0, 3.5, 4.0, 1.0, 2.5, 4.5, 3.0])
-    lam = 0.3 * len(items) if weighted else 0.3
+    lam = 0.3 * len(items) if weighted else 0.3 + 0.05 * len(items)  # weighted: λ·n, reg_per_rating unused
     y = np.hstack([f.item_factors[items].astype(np.float64), np.ones((7, 1))])
     t = r - f.item_bias[items] - f.global_mean
     x = np.linalg.solve(y.T @ y + lam * np.eye(6), y.T @ t)
-    als = ALS(ALSConfig(reg=0.3, weighted=weighted, reg_bias=None))
+    als = ALS(ALSConfig(reg=0.3, weighted=weighted, reg_bias=None, reg_per_rating=0.05))
     w, b = als.fold_in(f, items, r)
     np.testing.assert_allclose(w, x[:5], rtol=1e-5, atol=1e-6)
     assert b == pytest.approx(x[5], rel=1e-6)  # float32 factors, like the published tables
@@ -201,7 +201,7 @@ def test_fold_in_with_separate_bias_regularization():
     y = np.hstack([f.item_factors[items].astype(np.float64), np.ones((7, 1))])
     t = r - f.item_bias[items] - f.global_mean
     x = np.linalg.solve(y.T @ y + np.diag([0.3] * 5 + [3.0]), y.T @ t)
-    w, b = ALS(ALSConfig(reg=0.3, weighted=False, reg_bias=3.0)).fold_in(f, items, r)
+    w, b = ALS(ALSConfig(reg=0.3, weighted=False, reg_bias=3.0, reg_per_rating=0.0)).fold_in(f, items, r)
     np.testing.assert_allclose(w, x[:5], rtol=1e-5, atol=1e-6)
     assert b == pytest.approx(x[5], rel=1e-5)
 
@@ -214,7 +214,7 @@ def test_fold_in_agrees_with_als_kernel():
     for weighted in (False, True):
         fac, bias, _ = solve(np.array([0, 5], dtype=np.int64), items.astype(np.int32), r,
                              f.item_factors, f.item_bias, f.global_mean, 0.2, weighted)
-        w, b = ALS(ALSConfig(reg=0.2, weighted=weighted, reg_bias=None)).fold_in(f, items, r)
+        w, b = ALS(ALSConfig(reg=0.2, weighted=weighted, reg_bias=None, reg_per_rating=0.0)).fold_in(f, items, r)
         np.testing.assert_allclose(w, fac[0], rtol=1e-4, atol=1e-5)
         assert b == pytest.approx(float(bias[0]), abs=1e-5)
 
@@ -286,8 +286,10 @@ def test_cli_fold_in_ratings_and_unknown_items(store, capsys, tmp_path):
     assert main(["recommend", "--store", path, "--model", "als", "--ratings",
                  "100=5,105=1,130=4.5", "-n", "4", "--json", "--min-ratings", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
-    # the model's own fold-in: model.json's params over ALS's defaults (reg_bias 3)
-    w, b = ALS(ALSConfig(reg=0.1, weighted=False)).fold_in(f, np.array([0, 5, 30]), np.array([5, 1, 4.5]))
+    # the model's own fold-in: model.json's params over ALS's defaults (reg_bias 3); reg_per_rating, added
+    # after such versions were published, is the 0 they were trained with (ALSConfig.ADDED_FIELDS)
+    model = ALS(ALSConfig(reg=0.1, weighted=False, reg_per_rating=0.0))
+    w, b = model.fold_in(f, np.array([0, 5, 30]), np.array([5, 1, 4.5]))
     want = rec.top_n_for_vector(f, w, b, 4, np.array([0, 5, 30]))
     assert [r["item"] for r in out] == (want.item_idx + 100).tolist()
     assert not {100, 105, 130} & {r["item"] for r in out}
@@ -303,7 +305,7 @@ def test_cli_fold_in_ratings_and_unknown_items(store, capsys, tmp_path):
 
 
 def test_cli_fold_in_uses_the_models_own_regularization(tmp_path, capsys):
-    """No hard-coded λ: a version whose params record none folds in with ALS's default λ = 12."""
+    """No hard-coded λ: a version whose params record none folds in with ALS's defaults."""
     f = make_factors()
     store = str(tmp_path)
     reg.publish(store, "m", f, pa.array(np.arange(40)), pa.array(np.arange(60) + 100), {"kind": "als", "params": {}})
@@ -312,11 +314,12 @@ def test_cli_fold_in_uses_the_models_own_regularization(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     idx, r = np.array([0, 5, 30, 1]), np.array([5, 1, 4.5, 3])
     w, b = ALS().fold_in(f, idx, r)
-    assert ALS().config.reg == 12.0
+    assert ALS().config.reg == 6.0 and ALS().config.reg_per_rating == 0.02
     want = rec.top_n_for_vector(f, w, b, 60, idx)
     assert [o["item"] - 100 for o in out] == want.item_idx.tolist()
     np.testing.assert_allclose([o["score"] for o in out], want.scores, atol=1e-6)
-    w_old, b_old = ALS(ALSConfig(reg=0.1, reg_bias=None)).fold_in(f, idx, r)  # the old hard-coded default
+    old = ALSConfig(reg=0.1, reg_bias=None, reg_per_rating=0.0)  # the old hard-coded default
+    w_old, b_old = ALS(old).fold_in(f, idx, r)
     assert not np.allclose(w_old, w)
 
 

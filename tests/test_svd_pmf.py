@@ -136,7 +136,8 @@ def test_pmf_is_als_with_the_biases_pinned_at_zero():
     """The same init and λ: ALS whose bias penalty is huge (b, c ≈ 0) is PMF centred by μ."""
     train = ratings(seed=2)
     pmf = PMF(PMFConfig(rank=3, reg=2.0, sweeps=4, seed=9, dtype="float64")).fit(train).factors()
-    als = ALS(ALSConfig(rank=3, reg=2.0, sweeps=4, seed=9, dtype="float64", reg_bias=1e12)).fit(train).factors()
+    als = ALS(ALSConfig(rank=3, reg=2.0, reg_per_rating=0.0, sweeps=4, seed=9, dtype="float64", reg_bias=1e12)
+              ).fit(train).factors()
     assert np.abs(als.user_bias).max() < 1e-9 and np.abs(als.item_bias).max() < 1e-9
     np.testing.assert_allclose(pmf.user_factors, als.user_factors, atol=1e-8)
     np.testing.assert_allclose(pmf.item_factors, als.item_factors, atol=1e-8)

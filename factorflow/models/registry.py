@@ -130,8 +130,16 @@ def make_model(config: Any) -> Any:
 
 
 def model_from_params(kind: str, params: dict[str, Any] | None) -> Any:
-    """The model a published version was trained as (``model.json`` ``kind`` and ``params``)."""
-    return make_model(make_config(kind, params or {}))
+    """The model a published version was trained as (``model.json`` ``kind`` and ``params``).
+
+    A field added to the kind's config after the version was published is missing from its
+    recorded params; it takes the value that reproduces how the version was trained (the
+    config's ``ADDED_FIELDS``, e.g. ALS's ``reg_per_rating = 0``), not today's default."""
+    values = dict(params or {})
+    if values:
+        for name, then in getattr(config_class(kind), "ADDED_FIELDS", {}).items():
+            values.setdefault(name, then)
+    return make_model(make_config(kind, values))
 
 
 def supports(model_or_kind: Any, capability: type) -> bool:
