@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from factorflow.data.ingest import infer_scale, ingest_source, planned_snapshot, reader, snapshot
+from factorflow.data.ingest import infer_scale, ingest_source, ordering, planned_snapshot, reader, snapshot
 from factorflow.data.ingest.blocks import line_blocks
 from factorflow.data.ingest.formats import detect_format, read_sample
 from factorflow.data.ingest.ids import IdMap
@@ -292,3 +292,21 @@ def test_fast_path_rows_beyond_the_first_block_estimate(tmp_path):
             rows.column(c) for c in ("user", "item", "rating", "timestamp")]
     for a, b in zip(out[False], out[True], strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("layout", ["grouped", "grouped-but-one", "random"])
+def test_parallel_grouped_sort_is_the_stable_order(layout, monkeypatch):
+    """Rows grouped by user are sorted in user-aligned segments on threads; a stray row (or no
+    grouping) falls back to merging the sorted runs (or one sort). Always the stable order."""
+    monkeypatch.setattr(ordering, "PARALLEL_MIN_ROWS", 1000)
+    rng = np.random.default_rng(11)
+    n, n_items = 60_000, 37
+    u = np.sort(rng.integers(0, 900, n)).astype(np.int64)
+    i = rng.integers(0, n_items, n).astype(np.int64)
+    if layout == "grouped-but-one":
+        u[n // 3] = 899  # a late user early in the file
+    elif layout == "random":
+        rng.shuffle(u)
+    order, keys = sort_pairs(pair_keys(u, i, n_items), n_items, threads=3)
+    want = _reference_order(u, i, n_items)
+    assert np.array_equal(order, want) and np.array_equal(keys, u[want] * n_items + i[want])

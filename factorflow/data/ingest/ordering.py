@@ -4,7 +4,8 @@ Order: ``key = user * n_items + item`` (int64), sorted stably (equal keys keep f
 the key and the row position fit in 63 bits together, one in-place sort of ``key << b | position``
 gives both the stable order (low bits) and the sorted keys (high bits): numpy's int64 sort is
 several times faster than a stable argsort, and no second int64 array is needed. Otherwise (huge
-id spaces) a stable argsort.
+id spaces) a stable argsort. Rows grouped by user in increasing order (MovieLens files, most
+exports) are sorted in user-aligned segments on several threads.
 
 Duplicates: per pair the row with the latest timestamp wins, ties → the last in the file. Only the
 rows of pairs seen more than once are re-sorted, by (key, timestamp), stably.
@@ -17,6 +18,7 @@ and timestamp by the order), so the sorted table is never held whole.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,12 +27,15 @@ import pyarrow as pa
 from factorflow.data.ingest.arrow import from_numpy
 
 STEP = 1 << 20  # rows per vectorized step where a whole-column temporary would cost memory
+PARALLEL_MIN_ROWS = 1 << 21  # below this, one sort on one thread
 
 
-def sort_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sort_pairs(key: np.ndarray, n_items: int = 0, threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``(order, sorted_keys)``: the stable order of ``key`` (non-negative int64, consumed) and ``key[order]``.
 
-    ``order`` is int32 when the row count allows (int64 otherwise). ``key`` is overwritten.
+    ``order`` is int32 when the row count allows (int64 otherwise). ``key`` is overwritten. With
+    ``n_items`` (keys are ``user * n_items + item``) and ``threads`` > 1, rows grouped by user
+    (most files) are sorted in user-aligned segments on that many threads (:func:`_sort_grouped`).
     """
     n = len(key)
     index_type = np.int32 if n < 2**31 else np.int64
@@ -46,13 +51,53 @@ def sort_pairs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m = min(STEP, n - a)
         np.add(steps[:m], a, out=pos[:m])
         key[a : a + m] |= pos[:m]
-    key.sort()  # positions make every value distinct: any sort is stable here
+    if not (threads > 1 and n_items and n >= PARALLEL_MIN_ROWS and _sort_grouped(key, pos_bits, n_items, threads)):
+        key.sort()  # positions make every value distinct: any sort is stable here
     order = np.empty(n, index_type)
     mask = (1 << pos_bits) - 1
     for a in range(0, n, STEP):
         np.bitwise_and(key[a : a + STEP], mask, out=order[a : a + STEP], casting="unsafe")
     key >>= pos_bits
     return order, key
+
+
+def _sort_grouped(packed: np.ndarray, pos_bits: int, n_items: int, threads: int) -> bool:
+    """Sort ``packed`` in place if its rows are grouped by user in increasing user order; else False.
+
+    Grouped rows (a sample of them shows non-decreasing users) are cut into segments at user
+    boundaries and the segments sorted on ``threads`` threads (numpy's sort releases the GIL):
+    each segment holds whole users, so the result is sorted when every segment boundary is
+    (checked). Otherwise the sorted segments are merged by one stable sort of their runs.
+    """
+    n = len(packed)
+    sample = (packed[:: max(1, n // 4096)] >> pos_bits) // n_items
+    if not (sample[1:] >= sample[:-1]).all():
+        return False
+    cuts = [0]
+    for k in range(1, 4 * threads):
+        cut = _user_boundary(packed, max(cuts[-1] + 1, k * n // (4 * threads)), pos_bits, n_items)
+        if cut >= n:
+            break
+        cuts.append(cut)
+    cuts.append(n)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ingest-sort") as pool:
+        list(pool.map(lambda ab: packed[ab[0] : ab[1]].sort(), zip(cuts[:-1], cuts[1:], strict=True)))
+    if any(packed[c - 1] > packed[c] for c in cuts[1:-1]):  # not grouped after all
+        packed.sort(kind="stable")  # merges the sorted runs
+    return True
+
+
+def _user_boundary(packed: np.ndarray, start: int, pos_bits: int, n_items: int) -> int:
+    """The first position at or after ``start`` whose user differs from the row before (``len`` if none)."""
+    n, width = len(packed), 1 << 16
+    a = max(1, start)
+    while a < n:
+        users = (packed[a - 1 : a + width] >> pos_bits) // n_items
+        change = np.flatnonzero(users[1:] != users[:-1])
+        if len(change):
+            return a + int(change[0])
+        a, width = a + width, width * 2
+    return n
 
 
 def pair_keys(u: np.ndarray, i: np.ndarray, n_items: int) -> np.ndarray:
@@ -104,9 +149,11 @@ class SortedRows:
     n_items: int
 
     @classmethod
-    def build(cls, key: np.ndarray, rating: np.ndarray, timestamp: np.ndarray, n_items: int) -> tuple[SortedRows, int]:
-        """``(rows, n_duplicates_dropped)`` from :func:`pair_keys` (consumed) and the values, in file order."""
-        order, keys = sort_pairs(key)
+    def build(cls, key: np.ndarray, rating: np.ndarray, timestamp: np.ndarray, n_items: int,
+              threads: int = 1) -> tuple[SortedRows, int]:
+        """``(rows, n_duplicates_dropped)`` from :func:`pair_keys` (consumed) and the values, in file order;
+        ``threads`` for :func:`sort_pairs`."""
+        order, keys = sort_pairs(key, n_items, threads)
         n = len(keys)
         order, keys = keep_latest(order, keys, timestamp)
         return cls(keys, order, rating, timestamp, n_items), n - len(keys)

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from factorflow.data.ingest.arrow import from_numpy
+from factorflow.data.ingest.blocks import workers
 from factorflow.data.ingest.formats import (
     FORMATS,
     FormatSpec,
@@ -520,7 +521,7 @@ def _finalize(rows: FileRows, remap_u: np.ndarray, remap_i: np.ndarray, n_items:
     item only as far as the pair key.
     """
     key = rows.pair_keys(remap_u, remap_i, n_items)
-    return SortedRows.build(key, rows.column("rating"), rows.column("timestamp"), n_items)
+    return SortedRows.build(key, rows.column("rating"), rows.column("timestamp"), n_items, threads=workers())
 
 
 def _return_freed_memory_promptly() -> None:
