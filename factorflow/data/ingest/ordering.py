@@ -184,21 +184,22 @@ class SortedRows:
         for k, a in enumerate(range(0, self.num_rows, rows)):
             buf = sets[k % 2] if reuse else _BatchBuffers(min(rows, self.num_rows - a))
             m = min(rows, self.num_rows - a)
-            u, i, r, t, tmp = (x[:m] for x in (buf.user, buf.item, buf.rating, buf.timestamp, buf.tmp))
-            keys, order = self.keys[a : a + m], self.order[a : a + m]
+            u, i, r, t, tmp, idx = (x[:m] for x in (buf.user, buf.item, buf.rating, buf.timestamp, buf.tmp, buf.idx))
+            keys = self.keys[a : a + m]
+            np.copyto(idx, self.order[a : a + m])  # numpy's take would convert int32 positions into a fresh array
             np.floor_divide(keys, n_items, out=tmp)
             u[:] = tmp
             np.multiply(tmp, n_items, out=tmp)
             np.subtract(keys, tmp, out=tmp)
             i[:] = tmp
-            np.take(self.rating, order, out=r, mode="clip")  # positions are in range
-            np.take(self.timestamp, order, out=t, mode="clip")
+            np.take(self.rating, idx, out=r, mode="clip")  # positions are in range
+            np.take(self.timestamp, idx, out=t, mode="clip")
             yield pa.RecordBatch.from_arrays([from_numpy(u), from_numpy(i), from_numpy(r), from_numpy(t)],
                                              names=["user_idx", "item_idx", "rating", "timestamp"])
 
 
 class _BatchBuffers:
-    """Output buffers of one row group (and an int64 scratch array)."""
+    """Output buffers of one row group (and int64 scratch arrays)."""
 
     def __init__(self, n: int) -> None:
         self.user = np.empty(n, np.int32)
@@ -206,3 +207,4 @@ class _BatchBuffers:
         self.rating = np.empty(n, np.float32)
         self.timestamp = np.empty(n, np.int64)
         self.tmp = np.empty(n, np.int64)
+        self.idx = np.empty(n, np.intp)

@@ -164,7 +164,8 @@ class FileRows:
         """``remap_u[user] * n_items + remap_i[item]`` (int64) of every kept row; consumes both columns."""
         out = np.empty(self.n_valid, np.int64)
         remap_u, remap_i = remap_u.astype(np.int64), remap_i.astype(np.int64)  # small: one entry per id
-        tmp = np.empty(min(_STEP, self.n_valid), np.int64)  # reused: no whole-column temporary
+        step = min(_STEP, self.n_valid)
+        tmp, idx = np.empty(step, np.int64), np.empty(step, np.intp)  # reused: no whole-column temporary
         users, items = self.chunks["user"], self.chunks["item"]
         pos = 0
         while users:
@@ -172,9 +173,11 @@ class FileRows:
             for a in range(0, len(u), _STEP):
                 part = out[pos + a : pos + a + _STEP]
                 m = len(part)
-                np.take(remap_u, u[a : a + m], out=part, mode="clip")  # ids are in range: no bounds-checking copy
+                np.copyto(idx[:m], u[a : a + m])  # (take would convert int32 indices into a fresh array)
+                np.take(remap_u, idx[:m], out=part, mode="clip")  # ids are in range: no bounds-checking copy
                 part *= max(n_items, 1)
-                np.take(remap_i, i[a : a + m], out=tmp[:m], mode="clip")
+                np.copyto(idx[:m], i[a : a + m])
+                np.take(remap_i, idx[:m], out=tmp[:m], mode="clip")
                 part += tmp[:m]
             pos += len(u)
         assert pos == self.n_valid and not items
@@ -225,6 +228,7 @@ class _Acc:
         self.n_valid = 0
         self.rows_read = 0
         self.skipped: list[np.ndarray] = []
+        self._idx = np.empty(0, np.intp)
 
     def reserve(self, extra: int) -> None:
         """Room for ``extra`` more rows in the current segment (else a new one of at least that size)."""
@@ -269,8 +273,13 @@ class _Acc:
         if expected_rows is not None:
             self.reserve(max(expected_rows - self.n_valid, block.n_rows))
         out = self._slots(block.n_rows)
-        np.take(u_map, block.user_codes, out=out["user"], mode="clip")  # codes are in range
-        np.take(i_map, block.item_codes, out=out["item"], mode="clip")
+        if len(self._idx) < block.n_rows:
+            self._idx = np.empty(block.n_rows, np.intp)
+        idx = self._idx[: block.n_rows]  # reused (take would convert int32 codes into a fresh array)
+        np.copyto(idx, block.user_codes)
+        np.take(u_map, idx, out=out["user"], mode="clip")  # codes are in range
+        np.copyto(idx, block.item_codes)
+        np.take(i_map, idx, out=out["item"], mode="clip")
         np.copyto(out["rating"], block.rating, casting="unsafe")
         self._fill_time(out["timestamp"], block.timestamp)
         self.rows_read += block.n_rows
