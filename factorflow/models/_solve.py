@@ -317,7 +317,7 @@ def solve_block(
     args = _check(indptr, indices, data, other_factors, other_bias)
     rb = -1.0 if reg_bias is None else float(reg_bias)
     with numba_threads(threads) as n_threads:
-        bounds = row_ranges(args[0], 4 * n_threads, args[3].shape[1])
+        bounds = row_ranges(args[0], 16 * n_threads, args[3].shape[1])
         reg0, reg_n = (0.0, float(reg)) if weighted else (float(reg), float(reg_per_rating))
         f, b, sse = _solve_block_numba(*args, float(mu), reg0, reg_n, rb, bounds)
     return f, b, float(sse)
@@ -354,7 +354,7 @@ def solve_block_cg(
     x0, b0 = (a if a.flags.writeable else a.copy() for a in (x0, b0))
     rb = -1.0 if reg_bias is None else float(reg_bias)
     with numba_threads(threads) as n_threads:
-        bounds = row_ranges(args[0], 4 * n_threads, 2 * int(steps))
+        bounds = row_ranges(args[0], 16 * n_threads, 2 * int(steps))
         reg0, reg_n = (0.0, float(reg)) if weighted else (float(reg), float(reg_per_rating))
         f, b, sse = _solve_block_cg_numba(*args, float(mu), reg0, reg_n, rb, bounds, x0, b0, int(steps))
     return f, b, float(sse)
