@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             "split": mj_split.get("id"),
             "snapshot": snapshot.get("snapshot"),
             "flow_state": flow["state_type"],
+            "flow_run_id": runs[0],
             "task_runs": [{"name": t["name"], "seconds": _utc_seconds(t["end_time"]) - _utc_seconds(t["start_time"]),
                            "state": t["state_type"]} for t in tasks if t["start_time"] and t["end_time"]],
             "target_total_s": TARGET_S,
