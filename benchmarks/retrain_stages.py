@@ -47,6 +47,7 @@ import glob
 import json
 import os
 import platform
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -168,6 +169,8 @@ def print_table(result: dict) -> None:
     for label, sec in rows:
         print(f"{label:<28} {sec:8.1f} {sec / total:6.1%}")
     print(f"{'total':<28} {total:8.1f}   (target ≤ {TARGET_S:.0f} s at 20M)")
+    if result.get("api_server_start_s") is not None:
+        print(f"  start-up: the private Prefect API server took {result['api_server_start_s']:.1f} s to answer")
     if d["cluster_start"] is not None:
         print(f"  train: LocalCluster start {d['cluster_start']:.1f} s; fit (sum of sweeps) "
               f"{d['fit_sweeps_sum']:.1f} s (median after the first {d['sweep_median_after_first'] or 0:.1f} s); "
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write((work / "stderr.txt").read_text()[-4000:])
             raise SystemExit(f"factorflow retrain exited with {proc['returncode']} (logs in {work})")
         summary = json.loads((work / "stdout.txt").read_text())
+        ready = re.search(r"Prefect API ready at \S+ \(([\d.]+) s\)", (work / "stderr.txt").read_text())
         runs = [Path(r).name for r in glob.glob(str(store / "runs" / "*"))]
         if len(runs) != 1:
             raise SystemExit(f"expected one run folder under {store}/runs, found {runs}")
@@ -236,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             "snapshot": snapshot.get("snapshot"),
             "flow_state": flow["state_type"],
             "flow_run_id": runs[0],
+            "api_server_start_s": float(ready.group(1)) if ready else None,  # as the CLI reports it
             "task_runs": [{"name": t["name"], "seconds": _utc_seconds(t["end_time"]) - _utc_seconds(t["start_time"]),
                            "state": t["state_type"]} for t in tasks if t["start_time"] and t["end_time"]],
             "target_total_s": TARGET_S,
