@@ -310,3 +310,25 @@ def test_parallel_grouped_sort_is_the_stable_order(layout, monkeypatch):
     order, keys = sort_pairs(pair_keys(u, i, n_items), n_items, threads=3)
     want = _reference_order(u, i, n_items)
     assert np.array_equal(order, want) and np.array_equal(keys, u[want] * n_items + i[want])
+
+
+def test_robust_path_with_many_kept_segments_equals_the_fast_path(tmp_path, monkeypatch):
+    """The robust path keeps rows in several segments (and a small step splits them further): the
+    snapshot equals the fast path's on the same rows."""
+    monkeypatch.setattr(reader, "_STEP", 1000)
+    monkeypatch.setattr(reader, "BLOCK_SIZE", 1 << 16)  # robust batches of ~4,000 rows
+    text = _csv(150_000, 12)
+    lines = text.splitlines()
+    src_ok, src_bad = str(tmp_path / "ok.csv"), str(tmp_path / "bad.csv")
+    with open(src_ok, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(src_bad, "w") as f:
+        f.write("\n".join(lines[:70_000] + ["1,1,abc,1"] + lines[70_000:]) + "\n")
+    fast = ingest_source(src_ok, str(tmp_path / "s1"), rating_range=(0.5, 5))
+    robust = ingest_source(src_bad, str(tmp_path / "s2"), rating_range=(0.5, 5))
+    assert (fast.manifest["read_path"], robust.manifest["read_path"]) == ("fast", "robust")
+    assert robust.manifest["rows_rejected"] == 1
+    assert read_ratings(fast).equals(read_ratings(robust))
+    spec = detect_format(src_bad, read_sample(src_bad))
+    rows = reader.read_rows(src_bad, spec, IdMap(), IdMap())
+    assert rows.path == "robust" and len(rows.chunks["user"]) > 1

@@ -171,8 +171,8 @@ class FileRows:
         while users:
             u, i = users.pop(0), items.pop(0)
             for a in range(0, len(u), _STEP):
-                part = out[pos + a : pos + a + _STEP]
-                m = len(part)
+                m = min(_STEP, len(u) - a)
+                part = out[pos + a : pos + a + m]
                 np.copyto(idx[:m], u[a : a + m])  # (take would convert int32 indices into a fresh array)
                 np.take(remap_u, idx[:m], out=part, mode="clip")  # ids are in range: no bounds-checking copy
                 part *= max(n_items, 1)
