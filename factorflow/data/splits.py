@@ -25,6 +25,7 @@ request reuses the same folder.
 from __future__ import annotations
 
 import datetime as _dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from factorflow.storage.splits import (
     open_snapshot,
     read_given_test,
     read_snapshot_ratings,
+    snapshot_num_rows,
     snapshot_shape,
     write_split,
 )
@@ -269,7 +271,17 @@ def make_split(
     steps = 4
     report(progress, 0, steps, "reading ratings")
     n_users, n_items = snapshot_shape(source)
-    ratings = read_snapshot_ratings(source)
+    # the seeded permutation needs only the row count, and NumPy draws it without the GIL: it is
+    # drawn while the snapshot is read and verified (the same rows as drawing it afterwards)
+    n_rows = snapshot_num_rows(source) if kind == "random" and until is None else None
+    drawn = None
+    if n_rows is not None:
+        with ThreadPoolExecutor(1, thread_name_prefix="split-mask") as pool:
+            future = pool.submit(random_mask, n_rows, test_fraction, seed)
+            ratings = read_snapshot_ratings(source)
+            drawn = future.result()
+    else:
+        ratings = read_snapshot_ratings(source)
     if kind == "given":
         given_test = read_given_test(source)
         if given_test is None:
@@ -293,7 +305,8 @@ def make_split(
             in_train, mask = window_masks(_column(ratings, "timestamp"), cutoff, until)
         else:
             if kind == "random":
-                mask = random_mask(ratings.num_rows, test_fraction, seed)
+                ok = drawn is not None and drawn.size == ratings.num_rows
+                mask = drawn if ok else random_mask(ratings.num_rows, test_fraction, seed)
             elif kind == "temporal":
                 mask = temporal_mask(u, i, _column(ratings, "timestamp"), cutoff=cutoff,
                                      test_fraction=test_fraction, per_user=per_user)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from factorflow.errors import NotFoundError
+from factorflow.errors import InputError, NotFoundError
 from factorflow.sparse import csr_from_triples
 from factorflow.storage import layout
 from factorflow.storage import parquet as pqio
@@ -107,6 +107,15 @@ def snapshot_shape(source: SnapshotFolder) -> tuple[int, int]:
     n_users = source.manifest.get("n_users") or pqio.num_rows(fs, layout.snapshot_file(path, layout.USERS_FILE))
     n_items = source.manifest.get("n_items") or pqio.num_rows(fs, layout.snapshot_file(path, layout.ITEMS_FILE))
     return n_users, n_items
+
+
+def snapshot_num_rows(source: SnapshotFolder) -> int | None:
+    """The number of rows of the snapshot's ``ratings.parquet`` from its footer (no data read, not
+    verified); None when the footer is unreadable (:func:`read_snapshot_ratings` then names the damage)."""
+    try:
+        return pqio.num_rows(source.fs, layout.snapshot_file(source.path, layout.RATINGS_FILE))
+    except (InputError, OSError):
+        return None
 
 
 def read_snapshot_ratings(source: SnapshotFolder) -> pa.Table:
