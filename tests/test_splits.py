@@ -20,7 +20,7 @@ from factorflow.data.splits import (
     user_holdout_mask,
     window_masks,
 )
-from factorflow.errors import ParameterError
+from factorflow.errors import InputError, ParameterError
 from factorflow.storage.datasets import SnapshotRef
 from factorflow.storage.splits import load_split, read_test, read_train, train_csr
 
@@ -163,6 +163,24 @@ def test_make_split_random_writes_disjoint_parts_and_reuses(snap):
     same = _pairs(read_test(again))
     other = make_split(snap, "random", test_fraction=0.25, seed=8)
     assert same == _pairs(test) and _pairs(read_test(other)) != same
+
+
+def test_make_split_random_takes_exactly_the_rows_of_the_pure_mask(snap):
+    """The permutation drawn while the snapshot is read selects the rows random_mask selects."""
+    ratings = pq.read_table(os.path.join(snap.path, "ratings.parquet"))
+    mask = random_mask(ratings.num_rows, 0.3, 11)
+    ref = make_split(snap, "random", test_fraction=0.3, seed=11)
+    expected = ((read_train(ref), ratings.filter(pa.array(~mask))), (read_test(ref), ratings.filter(pa.array(mask))))
+    for got, want in expected:
+        assert got.select(ratings.column_names).equals(want)
+
+
+def test_make_split_random_on_an_unreadable_snapshot_is_one_input_error(snap):
+    path = os.path.join(snap.path, "ratings.parquet")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(InputError, match="ratings.parquet: not a readable Parquet file"):
+        make_split(snap, "random", test_fraction=0.3, seed=11)
 
 
 def test_cold_start_flags_and_manifest_counts(tmp_path):
