@@ -288,3 +288,24 @@ def test_cg_solver_is_exact_with_enough_steps_and_never_raises_the_loss():
     assert all(b <= a * (1 + 1e-6) for a, b in zip(objs, objs[1:], strict=False))
     exact = ALS(ALSConfig(rank=4, reg=2.0, sweeps=6, seed=1)).fit(full).history[-1]["objective"]
     assert objs[-1] == pytest.approx(exact, rel=0.05)
+
+
+def test_prefetched_gram_on_a_table_beyond_l2_matches_the_reference():
+    """Other-side tables above PREFETCH_ABOVE_BYTES take the prefetching Gram loop: same answer."""
+    from factorflow.models._solve import PREFETCH_ABOVE_BYTES
+
+    k = 16
+    n_other = PREFETCH_ABOVE_BYTES // (4 * k) + 1000
+    rng = np.random.default_rng(5)
+    lengths = np.array([3, 40, 300, 7])
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    indices = np.concatenate([np.sort(rng.choice(n_other, n, replace=False)) for n in lengths]).astype(np.int32)
+    data = (rng.integers(1, 11, size=indices.size) / 2.0).astype(np.float32)
+    other = (rng.standard_normal((n_other, k)) * 0.4).astype(np.float32)
+    ob = (rng.standard_normal(n_other) * 0.2).astype(np.float32)
+    assert other.nbytes > PREFETCH_ABOVE_BYTES
+    f, b, sse = solve_block(indptr, indices, data, other, ob, 3.5, 6.0, False, 3.0, reg_per_rating=0.02)
+    ref = solve_block_reference(indptr, indices, data, other, ob, 3.5, 6.0, False, 3.0, reg_per_rating=0.02)
+    np.testing.assert_allclose(f, ref[0], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(b, ref[1], rtol=2e-5, atol=2e-6)
+    assert sse == pytest.approx(ref[2], rel=1e-6)
