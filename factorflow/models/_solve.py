@@ -22,7 +22,7 @@ is the same call on the item×user CSR with targets r_ij − b_i − μ.
 How it is fast (the per-rating Gram update Σ u_j u_jᵀ is ~85% of the FLOPs at K = 64):
 each run of up to :data:`FLUSH` ratings is gathered once, transposed, as z_p = [u_j; 1; t_p]
 (t_p = r_p − c_j − μ; the other side's rows prefetched when its table exceeds L2), and Σ z zᵀ —
-the Gram matrix, its bias row and the right-hand side at once — is summed in float32 as 4×2
+the Gram matrix, its bias row and the right-hand side at once — is summed in float32 (the factors' dtype) as 4×2
 tiles of running sums, SIMD over ratings; each run's sums are added into the float64 system, so
 rounding does not grow with a popular item's tens of thousands of ratings. The Cholesky
 factorization (four dot products per pass), solves and residuals are float64. Rows are spread
@@ -97,8 +97,8 @@ def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg
     sse_parts = np.zeros(max(n_chunks, 1))
     for ch in prange(n_chunks):
         e4 = (k + 2 + 3) & ~3  # rows of z = [u_j; 1; t_j], padded to the 4-row tile
-        zt = np.zeros((e4, FLUSH + 24), dtype=np.float32)  # a run's z, transposed (+24: no 4K aliasing)
-        g = np.empty((e4, e4 + 2), dtype=np.float32)  # the run's Σ z zᵀ (lower tiles)
+        zt = np.zeros((e4, FLUSH + 24), dtype=other_factors.dtype)  # a run's z, transposed (+24: no 4K aliasing)
+        g = np.empty((e4, e4 + 2), dtype=other_factors.dtype)  # the run's Σ z zᵀ (lower tiles)
         a = np.empty((d, d), dtype=np.float64)  # the (K+1)² system, then its Cholesky factor
         rhs = np.empty(d, dtype=np.float64)
         x = np.empty(d, dtype=np.float64)
@@ -171,15 +171,16 @@ def _gram_tiled(indices, data, u, other_bias, mu, lo, hi, zt, g):  # pragma: no 
         for st in range(0, rt + 4, 2):
             w0 = zt[st]
             w1 = zt[st + 1]
-            a00 = np.float32(0.0)
-            a01 = np.float32(0.0)
-            a10 = np.float32(0.0)
-            a11 = np.float32(0.0)
-            a20 = np.float32(0.0)
-            a21 = np.float32(0.0)
-            a30 = np.float32(0.0)
-            a31 = np.float32(0.0)
-            for p in range(m):
+            # the sums start at rating 0's products (m ≥ 1), so they keep zt's dtype
+            a00 = z0[0] * w0[0]
+            a01 = z0[0] * w1[0]
+            a10 = z1[0] * w0[0]
+            a11 = z1[0] * w1[0]
+            a20 = z2[0] * w0[0]
+            a21 = z2[0] * w1[0]
+            a30 = z3[0] * w0[0]
+            a31 = z3[0] * w1[0]
+            for p in range(1, m):
                 v0 = w0[p]
                 v1 = w1[p]
                 x0 = z0[p]
