@@ -9,7 +9,7 @@ item's (u_j, c_j); an optional ``reg_bias`` replaces the biases' penalty by reg_
 Defaults (K = 50, λ_i = 6 + 0.02·n_i on the factors, 3 on the biases, 5 sweeps; see
 ``benchmarks/als_defaults.py``) were chosen to hold on two very different data sets: held-out RMSE
 0.8443 on ml-latest-small (random 80/20, mean of seeds 0–2; the former λ = 12 gave 0.8438 there)
-and 0.5497 at the synthetic MovieLens-20M shape (random 10% test; λ = 12 overfits there: 0.6086).
+and 0.5451 at the synthetic MovieLens-20M shape (random 10% test; λ = 12 overfits there: 0.6011).
 The constant part regularizes rows with few ratings (ml-latest-small's long tail of items), the
 per-rating part heavy rows; held-out RMSE at the 20M shape is lowest near sweep 4–5 and then
 creeps up as the factors fit the noise, so 5 sweeps is also an early stop.
