@@ -127,19 +127,27 @@ def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg
             for q in range(k):
                 factors[i, q] = x[q]
             bias[i] = x[k]
-            # Residuals with the stored (rounded) values, so sse matches the returned arrays.
-            fi = factors[i]
-            bi = np.float64(bias[i])
-            for p in range(start, stop):
-                j = indices[p]
-                uj = other_factors[j]
-                dot = 0.0
-                for q in range(k):
-                    dot += np.float64(fi[q]) * np.float64(uj[q])
-                e = np.float64(data[p]) - bi - np.float64(other_bias[j]) - mu - dot
-                sse += e * e
+            sse += _row_sse(indices, data, other_factors, other_bias, mu, start, stop, factors[i], bias[i])
         sse_parts[ch] = sse
     return factors, bias, sse_parts.sum()
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _row_sse(indices, data, other_factors, other_bias, mu, start, stop, f, b):  # pragma: no cover - compiled
+    """Σ_p (r_p − f·u_j − b − c_j − μ)² over one row's ratings, in float64 with the stored (rounded)
+    f and b, so the sse matches the returned arrays."""
+    k = other_factors.shape[1]
+    bi = np.float64(b)
+    sse = 0.0
+    for p in range(start, stop):
+        j = indices[p]
+        uj = other_factors[j]
+        dot = 0.0
+        for q in range(k):
+            dot += np.float64(f[q]) * np.float64(uj[q])
+        e = np.float64(data[p]) - bi - np.float64(other_bias[j]) - mu - dot
+        sse += e * e
+    return sse
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -336,16 +344,7 @@ def _solve_block_cg_numba(indptr, indices, data, other_factors, other_bias, mu, 
             for q in range(k):
                 factors[i, q] = x[q]
             bias[i] = x[k]
-            fi = factors[i]
-            bi = np.float64(bias[i])
-            for e in range(start, stop):
-                j = indices[e]
-                uj = other_factors[j]
-                dot = 0.0
-                for q in range(k):
-                    dot += np.float64(fi[q]) * np.float64(uj[q])
-                err = np.float64(data[e]) - bi - np.float64(other_bias[j]) - mu - dot
-                sse += err * err
+            sse += _row_sse(indices, data, other_factors, other_bias, mu, start, stop, factors[i], bias[i])
         sse_parts[ch] = sse
     return factors, bias, sse_parts.sum()
 
@@ -411,7 +410,7 @@ def solve_block(
     rb = -1.0 if reg_bias is None else float(reg_bias)
     with numba_threads(threads) as n_threads:
         bounds = row_ranges(args[0], 16 * n_threads, args[3].shape[1])
-        reg0, reg_n = (0.0, float(reg)) if weighted else (float(reg), float(reg_per_rating))
+        reg0, reg_n = _reg_terms(reg, weighted, reg_per_rating)
         f, b, sse = _solve_block_numba(*args, float(mu), reg0, reg_n, rb, bounds)
     return f, b, float(sse)
 
@@ -448,9 +447,14 @@ def solve_block_cg(
     rb = -1.0 if reg_bias is None else float(reg_bias)
     with numba_threads(threads) as n_threads:
         bounds = row_ranges(args[0], 16 * n_threads, 2 * int(steps))
-        reg0, reg_n = (0.0, float(reg)) if weighted else (float(reg), float(reg_per_rating))
+        reg0, reg_n = _reg_terms(reg, weighted, reg_per_rating)
         f, b, sse = _solve_block_cg_numba(*args, float(mu), reg0, reg_n, rb, bounds, x0, b0, int(steps))
     return f, b, float(sse)
+
+
+def _reg_terms(reg: float, weighted: bool, reg_per_rating: float) -> tuple[float, float]:
+    """(constant, per-rating) parts of λ_i: (0, reg) weighted, else (reg, reg_per_rating)."""
+    return (0.0, float(reg)) if weighted else (float(reg), float(reg_per_rating))
 
 
 def row_ranges(indptr: np.ndarray, n_ranges: int, rank: int) -> np.ndarray:
