@@ -31,6 +31,7 @@ QUICK = {"als": {"rank": 4, "sweeps": 6, "reg": 2.0}, "pmf": {"rank": 5, "sweeps
                         "reg": 0.005, "dropout": 0.0, "weight_decay": 0.0},
          "keras-residual": {"rank": 4, "hidden": "16", "init_scale": 0.01, "epochs": 6, "lr": 0.02, "batch_size": 256,
                             "reg": 0.01, "dropout": 0.0, "weight_decay": 0.0}}
+QUICK["blend"] = {"components": [{"kind": "als", **QUICK["als"]}, {"kind": "svd", "rank": 3}]}
 N_USERS, N_ITEMS, RANK = 240, 160, 3
 
 
@@ -166,6 +167,8 @@ def test_publish_then_recommend_round_trip(kind, data, fitted, tmp_path, capsys)
     user_ids = pa.array(np.arange(N_USERS) + 1000)
     item_ids = pa.array(np.arange(N_ITEMS) + 1)
     body = {"kind": kind, "params": model.params(), "rating_range": [0.5, 5.0]}
+    if getattr(model, "fit_info", None):  # model.json "fit", as the flow records it (a blend's weights)
+        body["fit"] = model.fit_info()
     files = {}
     if isinstance(model, NetworkScored):  # r̂ is the network: publish it beside the tables, as the flow does
         from factorflow.serving.network import SERVING_NETWORK, network_to_bytes

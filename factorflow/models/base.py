@@ -17,6 +17,8 @@ What else a model can do is declared by capability, never decided by its name:
   the model's own regularization (``recommend --ratings``).
 - :class:`Uncertain` — the predictive std of a user's scores (``recommend --uncertainty``).
 - :class:`MemoryBounded` — a lower bound on a fit's memory, checked before fitting.
+- :class:`Composite` — the fit is independent fits of component models plus a combine step (the
+  blend): the flows run the component fits as parallel tasks instead of one ``fit``.
 - :class:`NetworkScored` — r̂ is the model's Keras network, not the tables' dot product
   (keras-deep, keras-residual): its ``.keras`` file is published beside the tables and
   evaluation, top-N and ``recommend`` score with it (:mod:`factorflow.serving.network`).
@@ -138,6 +140,16 @@ class NetworkScored(Protocol):
     (keras layers and ``keras.ops`` only), which is what is published and served."""
 
     def network(self) -> Any:
+        ...
+
+
+@runtime_checkable
+class Composite(Protocol):
+    """Capability: the fit is independent fits of component models (their configs) plus a combine
+    step (``blend``): the flows submit the component fits as parallel tasks
+    (:mod:`factorflow.pipeline.blend`); ``fit`` does the same serially."""
+
+    def component_configs(self) -> list[Any]:
         ...
 
 

@@ -53,6 +53,9 @@ MODELS: dict[str, ModelSpec] = {
                              "factorflow.models.baselines:GlobalMeanConfig", "baseline: the train mean"),
     "pmf": ModelSpec("factorflow.models.pmf:PMF", "factorflow.models.pmf:PMFConfig",
                      "MAP probabilistic matrix factorization: ALS without biases (spec §8)"),
+    "blend": ModelSpec("factorflow.models.blend:Blend", "factorflow.models.blend:BlendConfig",
+                       "non-negative blend of factor models, fitted on a validation slice, served as one set of "
+                       "factor tables (issue 12)"),
     "svd": ModelSpec("factorflow.models.svd:SVD", "factorflow.models.svd:SVDConfig",
                      "baseline: truncated SVD of the bias-removed ratings, missing as 0 (spec §7)"),
 }

@@ -4,7 +4,10 @@ The published version's model is rebuilt from ``model.json`` (``kind`` and ``par
 :func:`factorflow.models.registry.model_from_params`) and asked for its
 :class:`~factorflow.models.base.FoldsIn` capability, so the fold-in uses the model's own
 regularization (ALS: its λ, ``weighted`` and ``reg_bias``; the bias baseline: its λ_user).
-A kind without the capability is a one-line ParameterError, never a guess.
+A kind whose fold-in needs what its fit learned beyond the tables has a ``load_fit`` hook, given
+``model.json["fit"]`` (a blend: its weights and each component's item biases and μ; each
+component then folds the user in by its own rule). A kind without the capability is a one-line
+ParameterError, never a guess.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ def fold_in_model(model: PublishedModel, param: str = "--ratings") -> Any:
         raise ParameterError(f"{param}: {who}: model.json params do not rebuild the model ({exc})") from None
     if not isinstance(built, FoldsIn):
         raise ParameterError(f"{param}: {who} cannot fold in new ratings")
+    load_fit = getattr(built, "load_fit", None)  # a kind whose fold-in needs fitted state (a blend's weights)
+    if load_fit is not None:
+        try:
+            load_fit(meta.get("fit"))
+        except ParameterError as exc:
+            raise ParameterError(f"{param}: {who}: {exc}") from None
     return built
 
 
