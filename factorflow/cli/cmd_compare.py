@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "'factorflow retrain --help' lists the kinds)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KIND.FIELD=VALUE[,...]",
                    help="override a hyper-parameter of one kind, e.g. --set bpmf.samples=50,bpmf.burn_in=10 "
-                        "(field names as in the kind's config; repeatable)")
+                        "(field names as in the kind's config; repeatable); a list value takes the commas up to "
+                        "the next KIND.FIELD=, e.g. --set blend.components=als,bpmf,svd")
     p.add_argument("--publish", action="store_true",
                    help="publish each model under its kind as name (the publish gate decides whether it becomes "
                         "CURRENT); without it nothing is published and no CURRENT changes")
@@ -103,6 +104,20 @@ def _convert(kind: str, name: str, text: str) -> Any:
     return text
 
 
+def _parts(item: str) -> list[str]:
+    """``"blend.components=als,svd,blend.ridge=2"`` → ``["blend.components=als,svd", "blend.ridge=2"]``:
+    a comma-separated piece without ``=`` continues the value before it (a list value)."""
+    parts: list[str] = []
+    for piece in item.split(","):
+        if not piece.strip():
+            continue
+        if parts and "=" not in piece and "=" in parts[-1]:
+            parts[-1] += "," + piece
+        else:
+            parts.append(piece)
+    return parts
+
+
 def parse_overrides(items: list[str], models: list[str]) -> dict[str, dict[str, Any]]:
     """``["bpmf.samples=50,bpmf.burn_in=5"]`` → ``{"bpmf": {"samples": 50, "burn_in": 5}}`` for kinds
     of ``models`` (ParameterError naming ``--set`` otherwise). Values are converted to the field's
@@ -111,9 +126,7 @@ def parse_overrides(items: list[str], models: list[str]) -> dict[str, dict[str, 
 
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        for part in item.split(","):
-            if not part.strip():
-                continue
+        for part in _parts(item):
             key, sep, value = part.partition("=")
             kind, dot, name = key.strip().partition(".")
             name = name.strip().replace("-", "_")

@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 
 from factorflow.config import RetrainParams
 from factorflow.errors import FactorflowError, ModelRejectedError, ParameterError
+from factorflow.flows._blend import same_configs, submit_blend, validation_rmse
 from factorflow.flows.monitoring import monitored, run_name, snapshot_known
 from factorflow.models.base import config_params
 from factorflow.models.registry import as_config, config_type
@@ -62,6 +63,7 @@ def _outcome(kind: str, steps: list[tuple[str, PrefectFuture | None]]) -> dict[s
             value = future.result()
             if step == "train":
                 out["seconds"] = value.seconds
+                out["validation_rmse"] = value.fit.get("validation_rmse")  # a blend's, on its validation slice
             elif step == "evaluate":
                 out["metrics"] = value
             elif step == "publish":
@@ -91,6 +93,7 @@ def compare_flow(source: str, store: str = "ff-store", models: list[str | ModelC
     best first; a failed or rejected model's row says why) and the leaderboard's ``json`` and
     ``parquet`` URLs. Raises ParameterError for an unknown kind or a kind given twice.
     """
+    from factorflow.pipeline.blend import composite, partitioned
     from factorflow.pipeline.train import distributable
 
     logger = get_run_logger()
@@ -101,33 +104,46 @@ def compare_flow(source: str, store: str = "ff-store", models: list[str | ModelC
     snapshot, split_ref = ingest_and_split(source, store, params)
     snapshot_known(snapshot)
     rating_range = tuple(snapshot.manifest["rating_range"])
-    on_dask = {c.kind: distributable(c) for c in configs}
+    on_dask = {c.kind: distributable(c) or partitioned(c) for c in configs}
     partitions = partition(split_ref, params.compute.n_blocks) if any(on_dask.values()) else None
     run_id = str(flow_run.get_id() or "local")
 
     chains: dict[str, list[tuple[str, PrefectFuture | None]]] = {}
+    trained: dict[str, PrefectFuture] = {}
+    blended: dict[str, PrefectFuture] = {}
     with shared_compute(params.compute, any(on_dask.values())) as compute:
-        for c in configs:  # every model's chain is submitted at once; Prefect runs them side by side
+        # every model's chain is submitted at once; Prefect runs them side by side. A blend comes
+        # after the models it may share a fit with (a component equal to a compared model's config)
+        for c in sorted(configs, key=composite):
             k, parts = c.kind, partitions if on_dask[c.kind] else None
 
             def named(task: Any, step: str, kind: str = k) -> Any:
                 return task.with_options(task_run_name=f"{step}-{kind}")
 
             run = named(open_run_task, "open-run").submit(store, f"{run_id}-{k}")
-            trained = named(train_task, "train").submit(c, split_ref, parts, compute, run, rating_range)
-            metrics = named(evaluate_task, "evaluate").submit(trained, split_ref, rating_range, params.top_n)
+            steps: list[tuple[str, PrefectFuture | None]] = [("open-run", run)]
+            if composite(c):
+                same = {i: trained[m.kind] for i, m in same_configs(c, configs).items()}
+                blended[k], blend_steps = submit_blend(c, split_ref, partitions, compute, run, rating_range, same)
+                steps += blend_steps
+            else:
+                trained[k] = named(train_task, "train").submit(c, split_ref, parts, compute, run, rating_range)
+                steps.append(("train", trained[k]))
+            fitted = steps[-1][1]
+            metrics = named(evaluate_task, "evaluate").submit(fitted, split_ref, rating_range, params.top_n)
             recs = version = None
             if publish:
-                recs = named(batch_recommend_task, "batch-recommend").submit(trained, split_ref, snapshot,
+                recs = named(batch_recommend_task, "batch-recommend").submit(fitted, split_ref, snapshot,
                                                                              params.top_n)
-                version = named(publish_task, "publish").submit(store, k, trained, metrics, snapshot, split_ref,
+                version = named(publish_task, "publish").submit(store, k, fitted, metrics, snapshot, split_ref,
                                                                 parts, recs, params.item_titles, rating_range,
                                                                 params.publish)
-            chains[k] = [("open-run", run), ("train", trained), ("evaluate", metrics), ("batch-recommend", recs),
-                         ("publish", version)]
+            chains[k] = [*steps, ("evaluate", metrics), ("batch-recommend", recs), ("publish", version)]
         wait([f for steps in chains.values() for _, f in steps if f is not None])
 
     outcomes = [_outcome(k, steps) for k, steps in chains.items()]
+    for blend, future in blended.items():  # the components' RMSE on the blend's validation slice
+        validation_rmse(outcomes, next(c for c in configs if c.kind == blend), future, configs)
     for o in outcomes:
         if o["status"] in ("failed", "rejected"):
             logger.warning("%s %s: %s", o["kind"], o["status"], o["note"])

@@ -7,13 +7,15 @@ stores them. An outcome is a dict::
     {"kind": "als", "status": "evaluated" | "published" | "rejected" | "failed",
      "metrics": {...} | None,     # evaluate's dict (model.json "metrics"), None if it never ran
      "seconds": 12.3 | None,      # wall time of the fit
+     "validation_rmse": 0.86 | None,  # RMSE on a blend's validation slice (a blend, or its component)
      "version": "..." | None,     # the version published (CURRENT now names it)
      "note": "..." | None}        # why a model was rejected or failed (one line)
 
 A row has :data:`COLUMNS`: the kind, the held-out test metrics at 10 (RMSE, MAE,
-precision/recall/NDCG@10) of the split, the fit's wall seconds, the published version (None
-when nothing was published, including a rejected model: its kept version is named in the
-note), the status and the note. Rows sort by test RMSE ascending; a model without one (it
+precision/recall/NDCG@10) of the split, the validation RMSE (a blend's on its validation slice of
+TRAIN, and a component's fitted without that slice; None for the other models), the fit's
+seconds, the published version (None when nothing was published, including a rejected model: its
+kept version is named in the note), the status and the note. Rows sort by test RMSE ascending; a model without one (it
 failed before evaluation, or its RMSE is not finite) sorts last, by kind.
 """
 
@@ -25,7 +27,7 @@ from typing import Any
 #: Held-out metrics of a row (``model.json`` ``metrics.test`` keys).
 METRICS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10")
 #: The columns of a leaderboard row, in order.
-COLUMNS = ("kind", *METRICS, "train_seconds", "version", "status", "note")
+COLUMNS = ("kind", *METRICS, "validation_rmse", "train_seconds", "version", "status", "note")
 #: Outcome statuses; "rejected" and "failed" are failures of that model (the others are not).
 STATUSES = ("evaluated", "published", "rejected", "failed")
 
@@ -47,6 +49,7 @@ def leaderboard_row(outcome: dict[str, Any]) -> dict[str, Any]:
     test = (outcome.get("metrics") or {}).get("test") or {}
     row: dict[str, Any] = {"kind": str(outcome["kind"])}
     row.update({k: _finite(test.get(k)) for k in METRICS})
+    row["validation_rmse"] = _finite(outcome.get("validation_rmse"))
     row["train_seconds"] = _finite(outcome.get("seconds"))
     row["version"] = outcome.get("version") if status == "published" else None
     row["status"] = status
@@ -82,11 +85,15 @@ def exit_code(rows: list[dict[str, Any]]) -> int:
 
 def display_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` formatted for a text table or a Prefect table artifact: metrics to 4 decimals,
-    seconds to 1, the note left out (printed below the table); missing values None."""
+    seconds to 1, the note left out (printed below the table); missing values None. The
+    ``val rmse`` column is shown only when some row has one (a blend was compared)."""
     out = []
+    validation = any(r.get("validation_rmse") is not None for r in rows)
     for r in rows:
         d: dict[str, Any] = {"kind": r["kind"]}
         d.update({k: None if r[k] is None else f"{r[k]:.4f}" for k in METRICS})
+        if validation:
+            d["val rmse"] = None if r.get("validation_rmse") is None else f"{r['validation_rmse']:.4f}"
         d["train s"] = None if r["train_seconds"] is None else f"{r['train_seconds']:.1f}"
         d["version"] = r["version"]
         d["status"] = r["status"]

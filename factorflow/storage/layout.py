@@ -18,6 +18,7 @@
     STORE/runs/RUN/                                  one flow run's scratch: owner.json, factors.npz, history.json,
                                                      trained.json, metrics.json, learning_curve.png,
                                                      recommendations.parquet, [network.keras]
+                                                     [blend_validation*.npz blend_fit_part/ component-K-KIND/]
     STORE/leaderboards/SPLIT/STAMP.json              one ``compare`` run's leaderboard on split SPLIT (STAMP: UTC
     STORE/leaderboards/SPLIT/STAMP.parquet           time); the JSON, written last, lists the Parquet's checksum
     STORE/backfills/ID/                              one ``backfill``: backfill.json backfill.parquet metrics.png
@@ -144,6 +145,13 @@ RUN_CURVE = "learning_curve.png"
 RUN_RECOMMENDATIONS = "recommendations.parquet"
 #: The Keras network of a kind whose r̂ is not a dot product (NetworkScored), in a run and in a version.
 NETWORK_FILE = "network.keras"
+#: A blend's run folder also holds its validation slice (users, items, ratings), each component's
+#: predictions of it, TRAIN minus the slice as partition blocks (``.../partitions/pP/``) and each
+#: component's full-TRAIN fit as a run folder of its own (``pipeline/blend.py``).
+RUN_BLEND_VALIDATION = "blend_validation.npz"
+RUN_BLEND_PREDICTIONS = "blend_validation_{index}.npz"
+RUN_BLEND_FIT_PART = "blend_fit_part"
+RUN_BLEND_COMPONENT = "component-{index}-{kind}"
 
 
 def runs_dir(root: str) -> str:

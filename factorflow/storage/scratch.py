@@ -107,6 +107,24 @@ def write_run_table(run: RunRef, name: str, table: Any) -> str:
     return run.file(name)
 
 
+def write_arrays(path: str, **arrays: np.ndarray) -> None:
+    """Named arrays as an .npz at ``path`` (local path or fsspec URL; e.g. a blend's validation slice)."""
+    fs, p = open_path(path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    makedirs(fs, posixpath.dirname(p))
+    with fs.open(p, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def read_arrays(path: str) -> dict[str, np.ndarray]:
+    """The arrays :func:`write_arrays` wrote (no pickles)."""
+    fs, p = open_path(path)
+    with fs.open(p, "rb") as f:
+        z = np.load(io.BytesIO(f.read()), allow_pickle=False)
+    return {k: z[k] for k in z.files}
+
+
 def read_run_table(path: str) -> Any:
     fs, p = open_path(path)
     return pqio.read_table(fs, p)
