@@ -1,6 +1,9 @@
 """Similar items: the highest cosine between published item factor vectors (pure, no I/O).
 
 Needs factor vectors, so it takes :class:`~factorflow.factors.FactorArrays`, not a scorer.
+For a blend the item vectors are the stacked [√aₖ uₖⱼ]ₖ, so the inner product of two items is
+Σₖ aₖ uₖⱼ·uₖₗ — the components' item geometries weighted by the blend weights — and the cosine
+ranks the items the blended model scores alike for every user (biases aside).
 Ties go to the smaller item index, as in :mod:`factorflow.serving.topn`.
 """
 
