@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import config, njit
+from numba import config, get_num_threads, njit
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -28,28 +28,62 @@ def _reset_pool() -> None:  # a forked child has none of the parent's threads
 os.register_at_fork(after_in_child=_reset_pool)
 
 
-def run_split(kernel: Callable[..., None], rows: int, *args: object) -> None:
-    """``kernel(*args, r0, r1)`` over rows ``[0, rows)``, one contiguous range per thread.
+def threads() -> int:
+    """Threads a selection may use: numba's setting for this thread (``NUMBA_NUM_THREADS``, the
+    cores, unless :func:`factorflow.threads.numba_threads` says otherwise)."""
+    return max(1, int(get_num_threads()))
 
-    Threads: ``NUMBA_NUM_THREADS`` (default: the cores); the calling thread takes the first
-    range. The kernels release the GIL. Plain threads rather than a numba ``prange``: a waiting
-    thread sleeps instead of spinning, so the selection and the BLAS threads that alternate
-    with it do not take the cores from each other (measured: a third less time on 2 cores).
-    """
+
+def _thread_pool() -> ThreadPoolExecutor:
     global _pool
-    k = max(1, min(int(config.NUMBA_NUM_THREADS), rows))
-    if k == 1:
-        kernel(*args, 0, rows)
-        return
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=max(1, int(config.NUMBA_NUM_THREADS) - 1),
                                        thread_name_prefix="factorflow-topn")
-        pool = _pool
+        return _pool
+
+
+def run_split(kernel: Callable[..., None], rows: int, *args: object) -> None:
+    """``kernel(*args, r0, r1)`` over rows ``[0, rows)``, one contiguous range per thread.
+
+    Threads: :func:`threads`; the calling thread takes the first range. The kernels release the
+    GIL. Plain threads rather than a numba ``prange``: a waiting thread sleeps instead of
+    spinning, so the selection and the BLAS threads that alternate with it do not take the cores
+    from each other (measured: a third less time on 2 cores).
+    """
+    k = max(1, min(threads(), rows))
+    if k == 1:
+        kernel(*args, 0, rows)
+        return
     bounds = [rows * t // k for t in range(k + 1)]
-    futures = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, k)]
+    futures = [_thread_pool().submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, k)]
     try:
         kernel(*args, bounds[0], bounds[1])
+    finally:
+        for fu in futures:
+            fu.result()
+
+
+def run_tasks(work: Callable[[int, int], None], n_tasks: int, n_threads: int) -> None:
+    """``work(task, slot)`` for every task in ``[0, n_tasks)``, handed out one at a time to
+    ``n_threads`` threads (the calling thread is slot 0; ``slot`` names the thread, e.g. for its
+    own buffers). Handing tasks out as threads free up keeps both cores busy when one of them is
+    slowed by other work on the machine. Every task's exception reaches the caller."""
+    k = max(1, min(int(n_threads), n_tasks))
+    tasks = iter(range(n_tasks))
+    lock = threading.Lock()
+
+    def loop(slot: int) -> None:
+        while True:
+            with lock:
+                t = next(tasks, None)
+            if t is None:
+                return
+            work(t, slot)
+
+    futures = [_thread_pool().submit(loop, slot) for slot in range(1, k)]
+    try:
+        loop(0)
     finally:
         for fu in futures:
             fu.result()
@@ -75,12 +109,12 @@ CHUNK = 64
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _n_above(s_row, add_bias, br, item_offset, thr, j0, j1):  # pragma: no cover - compiled
-    """How many scores of items [j0, j1) exceed ``thr`` (seen, disallowed items included)."""
-    a = s_row[j0:j1]  # slices: indices from 0, so the loop vectorizes (no negative-index fix-ups)
+def _n_above(s_row, add_bias, br, item_offset, thr, k0, k1):  # pragma: no cover - compiled
+    """How many scores of columns [k0, k1) exceed ``thr`` (seen, disallowed items included)."""
+    a = s_row[k0:k1]  # slices: indices from 0, so the loop vectorizes (no negative-index fix-ups)
     hit = 0
     if add_bias:
-        o = item_offset[j0:j1]
+        o = item_offset[k0:k1]
         for k in range(a.shape[0]):
             hit += ((a[k] + br) + o[k]) > thr
     else:
@@ -90,45 +124,48 @@ def _n_above(s_row, add_bias, br, item_offset, thr, j0, j1):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def select_rows(s, add_bias, row_bias, item_offset, users, seen_ptr, seen_idx, allowed, n,
+def select_tile(s, j0, add_bias, row_bias, item_offset, users, seen_ptr, seen_idx, seen_pos, allowed, n,
                 top_i, top_s, counts, r0, r1):  # pragma: no cover - compiled
-    """Top ``n`` of rows ``[r0, r1)`` of a score block, excluding seen and disallowed items in the scan.
+    """Merge rows ``[r0, r1)`` of a tile of scores into each row's running top ``n``.
 
-    The score of (row r, item j) is ``s[r, j]``, or ``(s[r, j] + row_bias[r]) + item_offset[j]``
-    in the dtype of ``s`` when ``add_bias`` (the bias terms of ``FactorArrays.score_users``, in its
-    order). Items are visited in index order and only a strictly greater score displaces, so
-    ties keep the smaller index. ``allowed`` is a uint8 mask over items, or empty for all items.
-    Once n items are held, a chunk of :data:`CHUNK` items is walked only if one of its scores
-    beats the n-th best (a vectorized count), which is what makes the scan cheap. Serial and
-    without the GIL: the caller runs disjoint row ranges on its own threads (see
-    :func:`run_split`).
+    Row r of the tile holds user ``users[r]``'s scores of items ``j0 .. j0 + s.shape[1] - 1``:
+    ``s[r, k]``, or ``(s[r, k] + row_bias[r]) + item_offset[j0 + k]`` in the dtype of ``s`` when
+    ``add_bias`` (the bias terms of ``FactorArrays.score_users``, in its order). ``top_i[r]``,
+    ``top_s[r]`` and ``counts[r]`` carry the row's list between tiles (start: -inf, 0);
+    ``seen_pos[r]`` is the position in ``seen_idx`` of the row's first seen item not yet passed
+    (start: ``seen_ptr[users[r]]``). Tiles of a row must come in item order: items are visited in
+    index order and only a strictly greater score displaces, so ties keep the smaller index.
+    ``allowed`` is a uint8 mask over items, or empty for all items. Once n items are held, a
+    chunk of :data:`CHUNK` items is walked only if one of its scores beats the n-th best (a
+    vectorized count), which is what makes the scan cheap. Serial and without the GIL: callers
+    run disjoint row ranges on their own threads.
     """
     m = s.shape[1]
     use_allowed = allowed.shape[0] > 0
+    if n == 0:
+        return
+    off = item_offset[j0:j0 + m]  # empty when not add_bias
     for r in range(r0, r1):
         ti = top_i[r]
         ts = top_s[r]
         s_row = s[r]
-        u = users[r]
-        q = seen_ptr[u]
-        qe = seen_ptr[u + 1]
+        q = seen_pos[r]
+        qe = seen_ptr[users[r] + 1]
         br = row_bias[r]
-        c = 0
-        if n == 0:
-            counts[r] = 0
-            continue
+        c = counts[r]
         thr = ts[n - 1]  # -inf (the caller's fill) until n items are held, then the n-th best
-        for j0 in range(0, m, CHUNK):
-            j1 = min(j0 + CHUNK, m)
-            if c == n and _n_above(s_row, add_bias, br, item_offset, thr, j0, j1) == 0:
+        for k0 in range(0, m, CHUNK):
+            k1 = min(k0 + CHUNK, m)
+            if c == n and _n_above(s_row, add_bias, br, off, thr, k0, k1) == 0:
                 continue
-            for jj in range(j0, j1):
+            for kk in range(k0, k1):
                 if add_bias:
-                    v = (s_row[jj] + br) + item_offset[jj]
+                    v = (s_row[kk] + br) + off[kk]
                 else:
-                    v = s_row[jj]
+                    v = s_row[kk]
                 if not (v > thr and v < np.inf):
                     continue
+                jj = j0 + kk
                 while q < qe and seen_idx[q] < jj:  # seen items: checked only for a candidate
                     q += 1
                 if (q < qe and seen_idx[q] == jj) or (use_allowed and allowed[jj] == 0):
@@ -137,6 +174,7 @@ def select_rows(s, add_bias, row_bias, item_offset, users, seen_ptr, seen_idx, a
                 if c == n:
                     thr = ts[n - 1]
         counts[r] = c
+        seen_pos[r] = q
 
 
 @njit(cache=True, nogil=True)

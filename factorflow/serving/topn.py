@@ -25,10 +25,13 @@ import scipy.sparse as sp
 from factorflow.errors import ParameterError, check_param
 from factorflow.factors import FactorArrays
 from factorflow.progress import Progress, report
-from factorflow.serving._select import run_split, select_rows, select_user_independent
+from factorflow.serving._blas import single_threaded_blas
+from factorflow.serving._select import run_split, run_tasks, select_tile, select_user_independent, threads
 from factorflow.serving.scoring import Scorer
 
 BLOCK_BUDGET = 1 << 24  # at most this many float32 scores (64 MiB) live at once in recommend_all
+TILE_USERS = 128  # a factor-table tile: this many users ...
+TILE_ITEMS = 1024  # ... × this many items (512 KiB of float32 scores: a core's L2 here)
 
 #: ``select(who, top_i, top_s, counts)``: fills one block's results (see :func:`top_n_blocks`).
 BlockSelector = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
@@ -144,20 +147,28 @@ def top_n_blocks(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
 
     ``top_i[r, :counts[r]]`` are user ``users[r]``'s best items among those outside its
     ``seen_csr`` row and inside ``allowed``, best first (ties → the smaller item index; non-finite
-    scores never ranked); ``top_s`` are their ``scorer.score_users`` scores (float32). Shared by
-    the batch recommendations and the top-N metrics, so both score and break ties alike (the
-    batch file also applies the candidate filter of :mod:`factorflow.serving.candidates`; the
-    metrics do not).
+    scores never ranked); ``top_s`` are their scores r̂ (float32). Shared by the batch
+    recommendations and the top-N metrics, so both score and break ties alike (the batch file
+    also applies the candidate filter of :mod:`factorflow.serving.candidates`; the metrics do not).
 
-    Blocks hold ``min(block_users, BLOCK_BUDGET // n_items)`` users. Each block is scored with the
-    same BLAS product ``score_users`` makes (so the scores are bit-identical to it), and one
-    compiled pass per user adds the biases, skips seen and disallowed items while walking the
-    user's CSR row, and keeps a sorted top-n buffer (:mod:`factorflow.serving._select`). Two
-    shortcuts for :class:`~factorflow.factors.FactorArrays`: the product goes into one buffer
-    reused by every block, with the biases added in the selection pass; and a rank-0 table (the
-    global-mean and bias baselines, whose order does not depend on the user) is ranked once for
-    all users, each user's list read off that order. Any other scorer goes through
-    ``score_users`` block by block.
+    Blocks hold ``block_users`` users (at most :data:`BLOCK_BUDGET` list entries; a scorer other
+    than factor tables also at most ``BLOCK_BUDGET // n_items`` users, the scores it returns).
+    Three paths, all ranking with the compiled selection of :mod:`factorflow.serving._select`,
+    which skips seen and disallowed items while walking each user's CSR row:
+
+    - :class:`~factorflow.factors.FactorArrays` of rank > 0: cache-sized tiles of
+      :data:`TILE_USERS` users × :data:`TILE_ITEMS` items, each one single-threaded BLAS product
+      ``W[users] @ Uᵀ[:, items]`` selected from at once, while it is in cache (the biases added in
+      the selection: ``(w·u + b) + (c + μ)`` in float32, :meth:`~FactorArrays.score_users`'
+      formula); the tiles of a block are shared out to :func:`~factorflow.serving._select.threads`
+      threads. The product of a tile may round the last bit differently from ``score_users`` over
+      another set of users (BLAS sums in an order that depends on the shapes), so scores agree
+      with it to float32 rounding and items whose scores differ by about that much
+      (≲ 1e-6 relative) may come in either order.
+    - A rank-0 table (the global-mean and bias baselines, whose order does not depend on the
+      user): the items are ranked once for all users and each user's list read off that order
+      (exactly the ranking of ``score_users``).
+    - Any other scorer: ``score_users`` per block, then the selection (exactly its ranking).
     """
     n_u, n_i = scorer.n_users, scorer.n_items
     check_param(int(n) >= 1, "n", n, ">= 1")
@@ -167,11 +178,12 @@ def top_n_blocks(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
     if users.size and (int(users.min()) < 0 or int(users.max()) >= n_u):
         raise ParameterError(f"users: indices must be in [0, {n_u}), got {int(users.min())}..{int(users.max())}")
     n = min(int(n), n_i)
-    block = max(1, min(int(block_users), BLOCK_BUDGET // max(n_i, 1)))
+    tiled = type(scorer) is FactorArrays and scorer.rank > 0
+    block = max(1, min(int(block_users), BLOCK_BUDGET // max(n if tiled else n_i, 1)))
     allowed_u8 = np.zeros(0, np.uint8) if allowed is None else np.asarray(allowed, dtype=bool).astype(np.uint8)
     if allowed is not None and allowed_u8.shape != (n_i,):
         raise ParameterError(f"allowed: shape {allowed_u8.shape} is not (n_items,) = ({n_i},)")
-    select = _block_selector(scorer, n, allowed_u8, seen_ptr, seen_idx, min(block, len(users)))
+    select = _block_selector(scorer, n, allowed_u8, seen_ptr, seen_idx)
     for lo in range(0, len(users), block):
         who = users[lo:lo + block]
         top_i = np.zeros((len(who), n), dtype=np.int32)
@@ -194,28 +206,49 @@ def _seen_rows(seen_csr: sp.spmatrix | None, n_u: int, n_i: int) -> tuple[np.nda
     return seen_csr.indptr.astype(np.int64, copy=False), seen_csr.indices
 
 
-def _block_selector(scorer: Scorer, n: int, allowed: np.ndarray, seen_ptr: np.ndarray, seen_idx: np.ndarray,
-                    max_rows: int) -> BlockSelector:
+def _block_selector(scorer: Scorer, n: int, allowed: np.ndarray, seen_ptr: np.ndarray, seen_idx: np.ndarray
+                    ) -> BlockSelector:
     """``select(who, top_i, top_s, counts)`` filling one block's results, for this scorer."""
-    no_bias = np.zeros(0, dtype=np.float32)
     if type(scorer) is FactorArrays and scorer.rank == 0:
         return _user_independent_selector(scorer, n, allowed, seen_ptr, seen_idx)
     if type(scorer) is FactorArrays:
-        f = scorer
-        item_t, offset = f.item_terms()
-        buf = np.empty((max_rows, f.n_items), dtype=np.float32)  # reused by every block
-
-        def select_factors(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
-            s = f.user_products(who, item_t, out=buf[:len(who)])
-            run_split(select_rows, len(who), s, True, f.user_bias[who].astype(np.float32), offset, who, seen_ptr,
-                      seen_idx, allowed, n, top_i, top_s, counts)
-        return select_factors
+        return _tiled_selector(scorer, n, allowed, seen_ptr, seen_idx)
+    no_bias = np.zeros(0, dtype=np.float32)
 
     def select_scored(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
         s = scorer.score_users(who)
-        run_split(select_rows, len(who), s, False, np.zeros(len(who), dtype=s.dtype), no_bias.astype(s.dtype), who,
-                  seen_ptr, seen_idx, allowed, n, top_i, top_s, counts)
+        run_split(select_tile, len(who), s, 0, False, np.zeros(len(who), dtype=s.dtype), no_bias.astype(s.dtype), who,
+                  seen_ptr, seen_idx, seen_ptr[who], allowed, n, top_i, top_s, counts)
     return select_scored
+
+
+def _tiled_selector(f: FactorArrays, n: int, allowed: np.ndarray, seen_ptr: np.ndarray, seen_idx: np.ndarray
+                    ) -> BlockSelector:
+    """Factor tables: tile products on single-threaded BLAS, each selected from while in cache."""
+    item_t, offset = f.item_terms()
+    n_i = f.n_items
+    width = min(TILE_ITEMS, n_i)
+    panels = [(j0, item_t[:, j0:j0 + width]) for j0 in range(0, n_i, width)]
+    bufs: dict[int, np.ndarray] = {}
+
+    def select_factors(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
+        def tile_rows(task: int, slot: int) -> None:
+            a, b = task * TILE_USERS, min(len(who), (task + 1) * TILE_USERS)
+            rows = who[a:b]
+            w = np.asarray(f.user_factors[rows], dtype=np.float32)
+            bias = f.user_bias[rows].astype(np.float32)
+            pos = seen_ptr[rows]
+            buf = bufs.get(slot)
+            if buf is None:
+                buf = bufs[slot] = np.empty(TILE_USERS * width, dtype=np.float32)
+            for j0, panel in panels:
+                s = np.matmul(w, panel, out=buf[:len(rows) * panel.shape[1]].reshape(len(rows), panel.shape[1]))
+                select_tile(s, j0, True, bias, offset, rows, seen_ptr, seen_idx, pos, allowed, n,
+                            top_i[a:b], top_s[a:b], counts[a:b], 0, len(rows))
+
+        with single_threaded_blas() as alone:
+            run_tasks(tile_rows, -(-len(who) // TILE_USERS), threads() if alone else 1)
+    return select_factors
 
 
 def _user_independent_selector(f: FactorArrays, n: int, allowed: np.ndarray, seen_ptr: np.ndarray,
