@@ -9,13 +9,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+#: The dot product may be summed in any order (SIMD partial sums, fused multiply-adds): float64
+#: rounding, ~1e-16 relative; no shortcuts for infinities or NaN.
+_FAST = {"reassoc", "contract"}
 
-@njit(cache=True, nogil=True, parallel=True)
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
 def pair_scores(w, v, b, c, mu, users, items, out):  # pragma: no cover - compiled
     """``out[k] = ((Σ_d w[u,d]·v[i,d] + b[u]) + c[i]) + μ`` in float64, (u, i) = (users[k], items[k]).
 
     One pass over the pairs, no gathered temporaries; every term is widened to float64 before
-    it is used, the dot product is accumulated in index order.
+    it is used. The dot product is summed in SIMD partial sums (:data:`_FAST`; an in-order sum is
+    one dependent add per term, 2.5-4× slower): the same value to float64 rounding.
     """
     k_dim = w.shape[1]
     for k in prange(users.shape[0]):

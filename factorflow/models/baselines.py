@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 __all__ = ["BiasBaseline", "BiasConfig", "GlobalMean", "GlobalMeanConfig"]
 
 
+def _mean(ratings: np.ndarray) -> float:
+    """μ: the mean of the train ratings (float64 sums), 0 when there are none."""
+    return float(np.mean(ratings, dtype=np.float64)) if ratings.size else 0.0
+
+
 def _rank0(n_users: int, n_items: int, b: np.ndarray, c: np.ndarray, mu: float) -> FactorArrays:
     return FactorArrays(np.zeros((n_users, 0), np.float32), np.zeros((n_items, 0), np.float32),
                         b.astype(np.float32), c.astype(np.float32), mu)
@@ -52,7 +57,7 @@ class GlobalMean:
 
         train = sp.csr_matrix(train)
         n_u, n_i = train.shape
-        mu = float(train.data.astype(np.float64).mean()) if train.nnz else 0.0
+        mu = _mean(train.data)
         self._factors = _rank0(n_u, n_i, np.zeros(n_u), np.zeros(n_i), mu)
         return self
 
@@ -116,20 +121,17 @@ class BiasBaseline:
         return self.config.reg_item
 
     def fit(self, train: sp.spmatrix, *, progress: Any = None, callback: Any = None) -> BiasBaseline:
+        """The alternating updates, compiled (:mod:`factorflow.models._bias_fit`: one pass over the
+        train CSR per half-sweep, sums in ``np.bincount``'s order; ``progress``/``callback`` unused)."""
         import scipy.sparse as sp
 
-        coo = sp.coo_matrix(train)
-        n_u, n_i = coo.shape
-        r = coo.data.astype(np.float64)
-        mu = float(r.mean()) if r.size else 0.0
-        n_user = np.bincount(coo.row, minlength=n_u)
-        n_item = np.bincount(coo.col, minlength=n_i)
-        b, c = np.zeros(n_u), np.zeros(n_i)
-        for _ in range(self.config.iterations):
-            c = np.bincount(coo.col, r - mu - b[coo.row], minlength=n_i) / np.maximum(
-                n_item + self.reg_item, 1e-12)
-            b = np.bincount(coo.row, r - mu - c[coo.col], minlength=n_u) / np.maximum(
-                n_user + self.reg_user, 1e-12)
+        from factorflow.models._bias_fit import bias_sweeps
+
+        train = sp.csr_matrix(train)
+        n_u, n_i = train.shape
+        mu = _mean(train.data)
+        b, c = bias_sweeps(train.indptr.astype(np.int64, copy=False), train.indices, train.data, n_i, mu,
+                           self.reg_user, self.reg_item, self.config.iterations)
         self._factors = _rank0(n_u, n_i, b, c, mu)
         return self
 
