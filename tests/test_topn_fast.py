@@ -300,6 +300,26 @@ def test_topn_metrics_equal_reference_for_models_and_baselines():
             assert {k: both[k] for k in one} == pytest.approx(one, abs=1e-12, rel=1e-12)
 
 
+def test_relevance_index_counts_rows_and_matches_distinct_items():
+    """Duplicate test rows count in n_relevant (recall's denominator) but hit once, as in the
+    reference; a prepared index gives the same metrics without the test arrays."""
+    from factorflow.evaluation.metrics import relevance
+
+    f = factors(30, 50, k=3, seed=22, quantize=0.5)
+    train = seen_matrix(30, 50, seed=23)
+    u = np.array([4, 4, 4, 9, 2, 2, 29, 9, 4])
+    i = np.array([7, 7, 49, 0, 3, 8, 1, 0, 11])
+    r = np.array([5.0, 4.5, 4.0, 4.0, 1.0, 4.5, 3.5, 5.0, 2.0])
+    rel = relevance(u, i, r)
+    assert rel.users.tolist() == [2, 4, 9] and rel.n_relevant.tolist() == [1, 3, 2]
+    assert [rel.items[rel.ptr[e]:rel.ptr[e + 1]].tolist() for e in range(3)] == [[8], [7, 49], [0]]
+    want = ref.topn_metrics(f, train, u, i, r, n=20)
+    assert topn_metrics(f, train, u, i, r, n=20) == pytest.approx(want, abs=1e-12)
+    empty = np.array([], int)
+    assert topn_metrics_at(f, train, empty, empty, empty, ns=(20,), prepared=rel) == pytest.approx(want, abs=1e-12)
+    assert relevance(empty, empty, np.array([])).users.size == 0
+
+
 def test_evaluate_also_at_adds_cut_offs_from_one_pass():
     f = factors(40, 60, k=3, seed=16)
     train = seen_matrix(40, 60, seed=17)

@@ -13,6 +13,7 @@ DCG = Σ rel_k / log2(k+1), ideal DCG from min(#relevant, n) hits), averaged ove
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from factorflow.errors import ParameterError
 if TYPE_CHECKING:
     from factorflow.serving.scoring import Scorer
 
-__all__ = ["evaluate", "rating_metrics", "topn_metrics", "topn_metrics_at"]
+__all__ = ["Relevance", "evaluate", "rating_metrics", "relevance", "topn_metrics", "topn_metrics_at"]
 
 
 def _errors(err: np.ndarray) -> dict[str, float | int | None]:
@@ -54,6 +55,48 @@ def rating_metrics(
         out["warm"] = _errors(err[~cold])
         out["cold"] = _errors(err[cold])
     return out
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """The top-N metrics' view of a test part: who is ranked and which items count as hits.
+
+    ``users`` (int64, ascending): the test users with at least one relevant test row (rating ≥
+    ``relevant_at``); ``n_relevant``: each one's number of relevant rows; ``items[ptr[e]:ptr[e+1]]``:
+    user ``users[e]``'s distinct relevant items, sorted. Made once by :func:`relevance` and reused
+    for every model evaluated on the same test part.
+    """
+
+    users: np.ndarray
+    n_relevant: np.ndarray
+    ptr: np.ndarray
+    items: np.ndarray
+
+
+def relevance(test_users: np.ndarray, test_items: np.ndarray, test_ratings: np.ndarray, *,
+              relevant_at: float = 4.0) -> Relevance:
+    """:class:`Relevance` of a test part (one sort of the relevant (user, item) keys)."""
+    test_users = np.asarray(test_users, dtype=np.int64)
+    test_items = np.asarray(test_items, dtype=np.int64)
+    rel_mask = np.asarray(test_ratings, dtype=np.float64) >= relevant_at
+    ru, ri = test_users[rel_mask], test_items[rel_mask]
+    width = int(ri.max()) + 1 if ri.size else 1
+    keys = np.sort(ru * width + ri)
+    users = keys // width
+    starts = _run_starts(users)
+    n_relevant = np.diff(np.append(starts, keys.size))
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
+    users = keys // width
+    starts = _run_starts(users)
+    return Relevance(users[starts], n_relevant.astype(np.int64), np.append(starts, keys.size).astype(np.int64),
+                     keys - users * width)
+
+
+def _run_starts(sorted_values: np.ndarray) -> np.ndarray:
+    """Positions where a new value starts in a sorted array."""
+    if sorted_values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
 
 
 def topn_metrics(
@@ -89,29 +132,28 @@ def topn_metrics_at(
     ns: Sequence[int] = (10,),
     relevant_at: float = 4.0,
     batch_users: int = 1024,
+    prepared: Relevance | None = None,
 ) -> dict[str, Any]:
     """:func:`topn_metrics` at every n in ``ns`` from one ranking of each user's top max(ns).
 
     The ranking is a strict order (score desc, then index asc), so each user's top n is the
     first n of its top max(ns): one scoring pass gives every cut-off, with the same values as
     separate calls. Keys: ``precision@n, recall@n, ndcg@n`` per n (in the order given), and
-    ``n_users_evaluated`` after the first n's keys.
+    ``n_users_evaluated`` after the first n's keys. ``prepared``: the test part's
+    :func:`relevance`, when it is already made (then the test arrays are not read).
     """
+    from factorflow.evaluation._hits import add_topn_sums
     from factorflow.serving.topn import top_n_blocks
 
     ns = [int(k) for k in ns]
     if not ns or min(ns) < 1:
         raise ParameterError(f"ns={ns}: needs at least one cut-off, each >= 1")
+    rel = prepared if prepared is not None else relevance(test_users, test_items, test_ratings,
+                                                          relevant_at=relevant_at)
     train = sp.csr_matrix(train_csr)
-    test_users = np.asarray(test_users, dtype=np.int64)
-    test_items = np.asarray(test_items, dtype=np.int64)
-    rel_mask = np.asarray(test_ratings, dtype=np.float64) >= relevant_at
-    ru, ri = test_users[rel_mask], test_items[rel_mask]
     n_users, n_items = scorer.n_users, scorer.n_items
-    relevant_keys = np.unique(ru * n_items + ri)
-    eval_users, n_relevant = np.unique(ru, return_counts=True)
-    m = int(eval_users.size)
-    sums = {k: [0.0, 0.0, 0.0] for k in ns}  # precision, recall, ndcg
+    m = int(rel.users.size)
+    sums = np.zeros((len(ns), 3))  # precision, recall, ndcg
     if m:
         if train.shape != (n_users, n_items):  # test users beyond the train matrix
             train = sp.csr_matrix((train.data, train.indices, np.append(
@@ -120,34 +162,17 @@ def topn_metrics_at(
         top = max(ns)
         discounts = 1.0 / np.log2(np.arange(2, top + 2))
         ideal = np.cumsum(discounts)
+        cutoffs = np.array(ns, dtype=np.int64)
         done = 0
-        for who, top_i, _, counts in top_n_blocks(scorer, train, top, users=eval_users, block_users=batch_users):
-            filled = np.arange(top_i.shape[1])[None, :] < counts[:, None]
-            hits_all = filled & _contains(relevant_keys, who[:, None] * n_items + top_i)
-            n_rel = n_relevant[done:done + len(who)]
-            for k in ns:
-                hits = hits_all[:, :k]
-                n_hit = hits.sum(axis=1)
-                acc = sums[k]
-                acc[0] += float((n_hit / k).sum())
-                acc[1] += float((n_hit / n_rel).sum())
-                acc[2] += float(((hits * discounts[: hits.shape[1]]).sum(axis=1)
-                                 / ideal[np.minimum(n_rel, k) - 1]).sum())
+        for who, top_i, _, counts in top_n_blocks(scorer, train, top, users=rel.users, block_users=batch_users):
+            add_topn_sums(top_i, counts, done, rel.ptr, rel.items, rel.n_relevant, cutoffs, discounts, ideal, sums)
             done += len(who)
     out: dict[str, Any] = {}
-    for k in ns:
-        p, r, g = (v / m if m else 0.0 for v in sums[k])
+    for a, k in enumerate(ns):
+        p, r, g = (float(v) / m if m else 0.0 for v in sums[a])
         out.update({f"precision@{k}": p, f"recall@{k}": r, f"ndcg@{k}": g})
         out.setdefault("n_users_evaluated", m)
     return out
-
-
-def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """``queries ∈ sorted_keys`` elementwise, by binary search (no re-sort per call, unlike np.isin)."""
-    if sorted_keys.size == 0:
-        return np.zeros(queries.shape, dtype=bool)
-    pos = np.minimum(np.searchsorted(sorted_keys, queries), sorted_keys.size - 1)
-    return sorted_keys[pos] == queries
 
 
 def _column(test: Any, name: str) -> np.ndarray:
@@ -165,10 +190,12 @@ def evaluate(
     n: int = 10,
     relevant_at: float = 4.0,
     also_at: Sequence[int] = (),
+    prepared: Relevance | None = None,
 ) -> dict[str, Any]:
     """Rating and top-N metrics on ``test`` (dict of arrays or pyarrow table: user_idx, item_idx,
     rating, and optionally cold_user, cold_item) in one flat dict; the top-N keys at ``n`` and at
-    each cut-off in ``also_at``, all from one ranking pass (:func:`topn_metrics_at`)."""
+    each cut-off in ``also_at``, all from one ranking pass (:func:`topn_metrics_at`).
+    ``prepared``: ``test``'s :func:`relevance` at ``relevant_at``, to reuse it across models."""
     users = _column(test, "user_idx")
     items = _column(test, "item_idx")
     ratings = _column(test, "rating")
@@ -179,5 +206,5 @@ def evaluate(
     out = rating_metrics(scorer, users, items, ratings, rating_range=rating_range, cold=cold)
     ns = [int(n)] + [int(k) for k in also_at if int(k) != int(n)]
     out.update(topn_metrics_at(scorer, train_csr, users, items, ratings, ns=list(dict.fromkeys(ns)),
-                               relevant_at=relevant_at))
+                               relevant_at=relevant_at, prepared=prepared))
     return out

@@ -25,5 +25,6 @@ def batch_recommend(run: RunRef, split: SplitRef, snapshot: SnapshotRef, n: int 
     recs = recommend_all(run_scorer(run), seen, n, allowed=allowed, progress=progress)
     recs = attach_raw_ids(recs, read_ids(snapshot, "user").column("user_id"),
                           read_ids(snapshot, "item").column("item_id"))
-    n_users = len(np.unique(recs.column("user_idx").to_numpy()))
+    users = recs.column("user_idx").to_numpy()  # grouped by user: count the changes
+    n_users = int(users.size and 1 + np.count_nonzero(users[1:] != users[:-1]))
     return write_run_table(run, layout.RUN_RECOMMENDATIONS, recs), n_users
