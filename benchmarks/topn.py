@@ -1,7 +1,7 @@
 """Batch top-N and evaluation time against the float32 GEMM floor, at the MovieLens-20M shape.
 
     python benchmarks/topn.py                      # 138,493 users × 26,744 items, rank 64, 20M ratings
-    python benchmarks/topn.py --users 20000 --ratings 2900000 --before 027b3dd^   # smaller, with the old code
+    python benchmarks/topn.py --users 20000 --before 075327a   # smaller, beside the code before the tiles
 
 Data: the ratings of :func:`factorflow.data.synth.synthetic_matrix` (the generator of the
 benchmarks' CSVs), split at random 90/10 into train (the seen items) and test; cached in
@@ -11,18 +11,21 @@ this measures time and memory, not quality.
 
 Each measurement runs in its own child process (its peak RSS is its own), which first measures
 the float32 GEMM rate (best of 3 square 2048³ products; also the rate of the product a batch
-block makes). The GEMM floor of scoring U users is 2·U·M·K FLOPs at that rate.
+block makes). The GEMM floor of scoring U users is 2·U·M·K FLOPs at that rate. **Products** is
+the same child making only the BLAS products of its ranking (the same tiles on the same threads,
+or the old code's user blocks): the floor of exact scoring with this BLAS.
 
 - ``batch``: :func:`factorflow.serving.topn.recommend_all` for every user, top ``--n``, seen
   (train) items excluded, items with fewer than 5 train ratings not proposed: what
   ``pipeline.recommend.batch_recommend`` runs. Target: ≤ 2× the floor of all users.
 - ``evaluate``: what ``pipeline.evaluate.evaluate_on_split`` computes, split into its parts:
-  the model's held-out metrics (``evaluation.metrics.evaluate``: RMSE/MAE of the test ratings,
-  warm/cold, precision/recall/NDCG@10 over every user with a relevant test rating; target
-  ≈ 1.2× the floor of those users), the train RMSE, and each baseline (fit, then the same
-  held-out metrics). The split is not read from a store here.
-- ``before`` (with ``--before REV``): the same two runs with the code of git revision REV
-  (its ``factors.py``, ``serving/topn.py`` and ``evaluation/metrics.py`` loaded from ``git show``).
+  the relevance index (made once, shared by the three models), the model's held-out metrics
+  (``evaluation.metrics.evaluate``: RMSE/MAE of the test ratings, warm/cold,
+  precision/recall/NDCG@10 over every user with a relevant test rating), the train RMSE, and
+  each baseline (fit, then the same held-out metrics). The split is not read from a store here.
+  The step's total adds the parts, with the model's first (cold) run.
+- ``before`` (with ``--before REV``): the same two runs with the code of git revision REV (each of
+  :data:`BEFORE_MODULES` it has, loaded from ``git show``).
 
 Writes ``benchmarks/results/topn.json`` (``--out``) and prints a table. Times are wall seconds
 (``time.perf_counter``); CPU seconds are the child's user + system time (all threads); peak RSS
@@ -159,38 +162,72 @@ def _rate(fn, flops: float) -> tuple[float, float]:
 # --- children -------------------------------------------------------------------------------------
 
 
+BEFORE_MODULES = {  # what --before loads from the old revision (if it has the file), under these names
+    "factorflow.factors": "factorflow/factors.py", "factorflow._pair_scores": "factorflow/_pair_scores.py",
+    "factorflow.serving._select": "factorflow/serving/_select.py",
+    "factorflow.serving.topn": "factorflow/serving/topn.py",
+    "factorflow.evaluation.metrics": "factorflow/evaluation/metrics.py",
+    "factorflow.models.baselines": "factorflow/models/baselines.py",
+}
+
+
 def _modules(before: str | None):
-    """(FactorArrays class, topn module, metrics module): the current ones, or revision ``before``'s."""
+    """(FactorArrays class, topn module, metrics module, baselines module): the current ones, or
+    revision ``before``'s (each file of :data:`BEFORE_MODULES` it has, importing each other)."""
     sys.path.insert(0, str(ROOT))
     if not before:
         from factorflow.evaluation import metrics
         from factorflow.factors import FactorArrays
+        from factorflow.models import baselines
         from factorflow.serving import topn
 
-        return FactorArrays, topn, metrics
+        return FactorArrays, topn, metrics, baselines
     tmp = Path(tempfile.mkdtemp(prefix="ff-before-"))
+    alias = {mod: "ff_before_" + mod.rsplit(".", 1)[-1].lstrip("_") for mod in BEFORE_MODULES}
+    sources = {}
+    for mod, rel in BEFORE_MODULES.items():
+        proc = subprocess.run(["git", "-C", str(ROOT), "show", f"{before}:{rel}"], capture_output=True, text=True)
+        if proc.returncode == 0:
+            sources[mod] = proc.stdout
     mods = {}
-    for name, rel in (("ff_before_factors", "factorflow/factors.py"), ("ff_before_topn", "factorflow/serving/topn.py"),
-                      ("ff_before_metrics", "factorflow/evaluation/metrics.py")):
-        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{before}:{rel}"], capture_output=True, text=True,
-                             check=True).stdout
-        src = src.replace("from factorflow.serving.topn import top_n_blocks", "from ff_before_topn import top_n_blocks")
-        (tmp / f"{name}.py").write_text(src)
-        spec = importlib.util.spec_from_file_location(name, tmp / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-        mods[name] = mod
-    return mods["ff_before_factors"].FactorArrays, mods["ff_before_topn"], mods["ff_before_metrics"]
+    for mod, src in sources.items():
+        for other in sources:
+            src = src.replace(f"from {other} import", f"from {alias[other]} import")
+        (tmp / f"{alias[mod]}.py").write_text(src)
+    sys.path.insert(0, str(tmp))
+    for mod in sources:
+        mods[mod] = importlib.import_module(alias[mod])
+    return (mods["factorflow.factors"].FactorArrays, mods["factorflow.serving.topn"],
+            mods["factorflow.evaluation.metrics"], mods["factorflow.models.baselines"])
 
 
-def block_products(f, users: np.ndarray, block: int) -> None:
-    """Only the BLAS products the scoring makes (same blocks, same shapes): its practical floor."""
+def products(topn, f, users: np.ndarray, block: int) -> None:
+    """Only the BLAS products the ranking makes: its practical floor. Current code: the same
+    tiles on the same single-threaded BLAS threads; code without tiles: its user blocks."""
     item_t = np.ascontiguousarray(f.item_factors.T, dtype=np.float32)
-    buf = np.empty((block, f.item_factors.shape[0]), dtype=np.float32)
-    for lo in range(0, len(users), block):
-        who = users[lo:lo + block]
-        np.matmul(f.user_factors[who], item_t, out=buf[:len(who)])
+    if not hasattr(topn, "TILE_USERS"):
+        buf = np.empty((block, f.item_factors.shape[0]), dtype=np.float32)
+        for lo in range(0, len(users), block):
+            who = users[lo:lo + block]
+            np.matmul(f.user_factors[who], item_t, out=buf[:len(who)])
+        return
+    from factorflow.serving._blas import single_threaded_blas
+    from factorflow.serving._select import run_tasks, threads
+
+    tu, width = topn.TILE_USERS, min(topn.TILE_ITEMS, item_t.shape[1])
+    panels = [item_t[:, j0:j0 + width] for j0 in range(0, item_t.shape[1], width)]
+    bufs = {}
+
+    def tile_rows(sub: np.ndarray, task: int, slot: int) -> None:
+        w = f.user_factors[sub[task * tu:(task + 1) * tu]]
+        buf = bufs.setdefault(slot, np.empty(tu * width, dtype=np.float32))
+        for panel in panels:
+            np.matmul(w, panel, out=buf[:len(w) * panel.shape[1]].reshape(len(w), panel.shape[1]))
+
+    with single_threaded_blas() as alone:
+        for lo in range(0, len(users), block):  # the blocks top_n_blocks yields, each shared out
+            sub = users[lo:lo + block]
+            run_tasks(lambda t, slot, sub=sub: tile_rows(sub, t, slot), -(-len(sub) // tu), threads() if alone else 1)
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -200,36 +237,42 @@ def _timed(fn) -> tuple[float, float]:
 
 
 def child(what: str, path: Path, rank: int, n: int, seed: int, before: str | None, repeat: int) -> dict:
-    FactorArrays, topn, metrics = _modules(before)
+    FactorArrays, topn, metrics, baselines = _modules(before)
     from factorflow.serving.candidates import candidate_mask
 
     train, test_u, test_i, test_r = load_data(path)
     n_users, n_items = train.shape
     f = FactorArrays(*random_tables(n_users, n_items, rank, float(train.data.mean()), seed))
-    block = max(1, min(2048, (1 << 24) // n_items))
     test = {"user_idx": test_u, "item_idx": test_i, "rating": test_r}
     test["cold_user"] = ~(np.diff(train.indptr) > 0)[test_u]
     test["cold_item"] = ~(np.bincount(train.indices, minlength=n_items) > 0)[test_i]
+    shared = hasattr(metrics, "relevance")  # the relevance index made once for all models (evaluate_on_split)
+    result = {}
     if what == "batch":
         allowed = candidate_mask(np.bincount(train.indices, minlength=n_items))
         users = np.arange(n_users)
-        result = {}
+        block = 2048 if hasattr(topn, "TILE_USERS") else max(1, min(2048, (1 << 24) // n_items))
 
         def work() -> None:
             result["table"] = topn.recommend_all(f, train, n, allowed=allowed)
     else:
         users = np.unique(test_u[test_r >= 4.0]).astype(np.int64)  # the users the top-N metrics rank
+        block = 1024 if hasattr(topn, "TILE_USERS") else max(1, min(1024, (1 << 24) // n_items))
 
         def work() -> None:
-            result["metrics"] = metrics.evaluate(f, train, test, (0.5, 5.0), n=10)
-        result = {}
+            kw = {"prepared": result["relevance"]} if shared else {}
+            result["metrics"] = metrics.evaluate(f, train, test, (0.5, 5.0), n=10, **kw)
+
+        if shared:
+            result["relevance_s"] = _timed(lambda: result.update(
+                relevance=metrics.relevance(test_u, test_i, test_r)))[0]
     rss0, hwm0 = _rss_mb(), _hwm_mb()  # VmHWM, not ru_maxrss: that one keeps the parent's peak across exec
     reset = _reset_peak()
     rates = [gemm_rates(n_items, rank, block)]
-    runs, products = [], []
+    runs, prods = [], []
     for _ in range(repeat):  # the first run is the one a retrain makes (cold); later ones are warm
         runs.append(_timed(work))
-        products.append(_timed(lambda: block_products(f, users, block)))
+        prods.append(_timed(lambda: products(topn, f, users, block)))
     rates.append(gemm_rates(n_items, rank, block))
     hwm = _hwm_mb() if reset else None
     square = max(r["square_gflops"] for r in rates) * 1e9  # the rate of the quieter moment
@@ -239,11 +282,11 @@ def child(what: str, path: Path, rank: int, n: int, seed: int, before: str | Non
         "what": what, "code": before or "current", "gemm": rates, "users_scored": int(len(users)),
         "flops": flops, "floor_s": flops / square, "cpu_floor_s": flops / square_cpu,
         "seconds": [w for w, _ in runs], "cpu_seconds": [c for _, c in runs],
-        "block_products_s": [w for w, _ in products], "block_products_cpu_s": [c for _, c in products],
+        "products_s": [w for w, _ in prods], "products_cpu_s": [c for _, c in prods],
     }
     out["x_floor"] = out["seconds"][0] / out["floor_s"]
     out["best_x_floor"] = min(out["seconds"]) / out["floor_s"]
-    out["best_x_block_products"] = min(out["seconds"]) / min(out["block_products_s"])
+    out["best_x_products"] = min(out["seconds"]) / min(out["products_s"])
     out["cpu_x_cpu_floor"] = out["cpu_seconds"][0] / out["cpu_floor_s"]
     if what == "batch":
         table = result["table"]
@@ -251,25 +294,23 @@ def child(what: str, path: Path, rank: int, n: int, seed: int, before: str | Non
         out["users_with_recommendations"] = int(np.unique(table.column("user_idx").to_numpy()).size)
     else:
         held = result["metrics"]
+        kw = {"prepared": result["relevance"]} if shared else {}
         tu = np.repeat(np.arange(n_users), np.diff(train.indptr))
         out["train_rmse_s"] = _timed(lambda: metrics.rating_metrics(f, tu, train.indices, train.data))[0]
         del tu
-        from factorflow.models.baselines import BiasBaseline, GlobalMean
-
         base = {}
-        for model in (GlobalMean(), BiasBaseline()):
+        for model in (baselines.GlobalMean(), baselines.BiasBaseline()):
             t0 = time.perf_counter()
             bf = model.fit(train).factors()
             t_fit = time.perf_counter() - t0
-            if before:  # the old module's own class, so its old scoring runs
-                bf = FactorArrays(bf.user_factors, bf.item_factors, bf.user_bias, bf.item_bias, bf.global_mean)
             t0 = time.perf_counter()
-            m = metrics.evaluate(bf, train, test, (0.5, 5.0), n=10)
+            m = metrics.evaluate(bf, train, test, (0.5, 5.0), n=10, **kw)
             base[model.kind] = {"fit_s": t_fit, "evaluate_s": time.perf_counter() - t0, "rmse": m["rmse"],
                                 "ndcg@10": m["ndcg@10"]}
         out.update({
             "test_ratings": int(len(test_u)), "train_ratings": int(train.nnz), "baselines": base,
-            "total_s": out["seconds"][0] + out["train_rmse_s"]
+            "relevance_s": result.get("relevance_s", 0.0),
+            "total_s": result.get("relevance_s", 0.0) + out["seconds"][0] + out["train_rmse_s"]
             + sum(b["fit_s"] + b["evaluate_s"] for b in base.values()),
             "metrics": {k: held[k] for k in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10",
                                              "n_users_evaluated")},
@@ -324,8 +365,8 @@ def main() -> None:
 
     print(f"\n{args.users:,} users × {args.items:,} items, rank {args.rank}, {ratings:,} ratings (90/10 split); "
           f"{platform.node()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    print("| run | code | users scored | floor s (square rate) | block products s | seconds: first (best) "
-          "| × floor: first (best) | best × block products | CPU × CPU floor | peak RSS MB |")
+    print("| run | code | users scored | floor s (square rate) | products s | seconds: first (best) "
+          "| × floor: first (best) | best × products | CPU × CPU floor | peak RSS MB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         rate = max(g["square_gflops"] for g in r["gemm"])
@@ -333,15 +374,16 @@ def main() -> None:
                 else f"evaluate the model ({r['test_ratings']:,} test ratings)")
         hwm = r["peak_rss_mb"]
         print(f"| {name} | {r['code']} | {r['users_scored']:,} | {r['floor_s']:.2f} ({rate:.0f} GFLOP/s) | "
-              f"{min(r['block_products_s']):.2f} | {r['seconds'][0]:.2f} ({min(r['seconds']):.2f}) | "
-              f"{r['x_floor']:.2f} ({r['best_x_floor']:.2f}) | {r['best_x_block_products']:.2f} | "
+              f"{min(r['products_s']):.2f} | {r['seconds'][0]:.2f} ({min(r['seconds']):.2f}) | "
+              f"{r['x_floor']:.2f} ({r['best_x_floor']:.2f}) | {r['best_x_products']:.2f} | "
               f"{r['cpu_x_cpu_floor']:.2f} | {hwm:,.0f} |")
         if r["what"] != "batch":
-            extra = [f"train RMSE ({r['train_ratings']:,} ratings) {r['train_rmse_s']:.2f} s"]
+            extra = [f"relevance index {r['relevance_s']:.2f} s",
+                     f"train RMSE ({r['train_ratings']:,} ratings) {r['train_rmse_s']:.2f} s"]
             extra += [f"{k}: fit {b['fit_s']:.2f} s, evaluate {b['evaluate_s']:.2f} s"
                       for k, b in r["baselines"].items()]
-            print(f"|   + {'; '.join(extra)}; evaluate step total (no split I/O) {r['total_s']:.2f} s | {r['code']} "
-                  "| | | | | | | | |")
+            print(f"|   + {'; '.join(extra)}; evaluate step (no split I/O) {r['total_s']:.2f} s "
+                  f"| {r['code']} | | | | | | | | |")
     out = {"users": args.users, "items": args.items, "rank": args.rank, "ratings": ratings, "n": args.n,
            "runs": runs, "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
            "load_average": os.getloadavg()}
