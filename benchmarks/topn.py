@@ -10,10 +10,10 @@ std 0.6, biases as the generator's), μ = the train mean. The scores are random,
 this measures time and memory, not quality.
 
 Each measurement runs in its own child process (its peak RSS is its own), which first measures
-the float32 GEMM rate (best of 3 square 2048³ products; also the rate of the product a batch
-block makes). The GEMM floor of scoring U users is 2·U·M·K FLOPs at that rate. **Products** is
-the same child making only the BLAS products of its ranking (the same tiles on the same threads,
-or the old code's user blocks): the floor of exact scoring with this BLAS.
+the float32 GEMM rate (best of 3 square 2048³ products). The GEMM floor of scoring U users is
+2·U·M·K FLOPs at that rate. **Products** is the same child making only the BLAS products of its
+ranking (the same tiles on the same threads, or the old code's user blocks): the floor of exact
+scoring with this BLAS.
 
 - ``batch``: :func:`factorflow.serving.topn.recommend_all` for every user, top ``--n``, seen
   (train) items excluded, items with fewer than 5 train ratings not proposed: what
@@ -132,19 +132,14 @@ def random_tables(n_users: int, n_items: int, rank: int, mu: float, seed: int) -
 # --- the GEMM rate --------------------------------------------------------------------------------
 
 
-def gemm_rates(n_items: int, rank: int, block: int) -> dict:
-    """GFLOP/s of a square 2048³ float32 product and of one batch block (block × K × M), best of 3,
-    per wall second and per CPU second (all threads: the CPU figure is less sensitive to load)."""
+def gemm_rates() -> dict:
+    """GFLOP/s of a square 2048³ float32 product, best of 3, per wall second and per CPU second (all
+    threads: the CPU figure is less sensitive to load). The ranking's own products are timed apart."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2048, 2048), dtype=np.float32)
     square = [_rate(lambda: a @ a, 2 * 2048**3) for _ in range(3)]
-    w = rng.standard_normal((block, rank), dtype=np.float32)
-    vt = np.ascontiguousarray(rng.standard_normal((rank, n_items), dtype=np.float32))
-    out = np.empty((block, n_items), dtype=np.float32)
-    shaped = [_rate(lambda: np.matmul(w, vt, out=out), 2 * block * rank * n_items) for _ in range(3)]
-    return {"square_gflops": max(r[0] for r in square) / 1e9, "block_gflops": max(r[0] for r in shaped) / 1e9,
-            "square_gflops_per_cpu_s": max(r[1] for r in square) / 1e9,
-            "block_gflops_per_cpu_s": max(r[1] for r in shaped) / 1e9, "block_shape": [block, rank, n_items]}
+    return {"square_gflops": max(r[0] for r in square) / 1e9,
+            "square_gflops_per_cpu_s": max(r[1] for r in square) / 1e9}
 
 
 def _cpu() -> float:
@@ -268,12 +263,12 @@ def child(what: str, path: Path, rank: int, n: int, seed: int, before: str | Non
                 relevance=metrics.relevance(test_u, test_i, test_r)))[0]
     rss0, hwm0 = _rss_mb(), _hwm_mb()  # VmHWM, not ru_maxrss: that one keeps the parent's peak across exec
     reset = _reset_peak()
-    rates = [gemm_rates(n_items, rank, block)]
+    rates = [gemm_rates()]
     runs, prods = [], []
     for _ in range(repeat):  # the first run is the one a retrain makes (cold); later ones are warm
         runs.append(_timed(work))
         prods.append(_timed(lambda: products(topn, f, users, block)))
-    rates.append(gemm_rates(n_items, rank, block))
+    rates.append(gemm_rates())
     hwm = _hwm_mb() if reset else None
     square = max(r["square_gflops"] for r in rates) * 1e9  # the rate of the quieter moment
     square_cpu = max(r["square_gflops_per_cpu_s"] for r in rates) * 1e9
