@@ -92,19 +92,23 @@ def test_numba_kernel_matches_numpy_reference(weighted, reg_bias, k):
 
 @pytest.mark.parametrize("k", [2, 13, 64])
 def test_fast_kernel_long_rows_threads_and_read_only_inputs_match_the_reference(k):
-    """Rows longer than the float32 run (FLUSH), ranks off the SIMD width, 1 vs 2 threads and
-    read-only inputs (a block read from bytes) all give the NumPy reference's solution."""
-    from factorflow.models._solve import FLUSH
+    """Rows longer than the float32 run (FLUSH), rows either side of the dual-form threshold,
+    ranks off the SIMD width, 1 vs 2 threads and read-only inputs (a block read from bytes) all
+    give the NumPy reference's solution; a zero bias penalty takes the primal solve."""
+    from factorflow.models._solve import FLUSH, dual_below
 
     rng = np.random.default_rng(k)
-    lengths = np.array([0, 1, 3, 4, 5, FLUSH - 1, FLUSH, FLUSH + 1, 3 * FLUSH + 7, 2000])
+    cut = dual_below(k)
+    assert 1 <= cut <= k + 1
+    lengths = np.array([0, 1, 3, 4, 5, 8, 9, cut - 1, cut, cut + 1, FLUSH - 1, FLUSH, FLUSH + 1, 3 * FLUSH + 7, 2000])
     n_other = 2500
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     indices = np.concatenate([np.sort(rng.choice(n_other, n, replace=False)) for n in lengths]).astype(np.int32)
     data = (rng.integers(1, 11, size=indices.size) / 2.0).astype(np.float32)
     other = (rng.standard_normal((n_other, k)) * 0.4).astype(np.float32)
     ob = (rng.standard_normal(n_other) * 0.2).astype(np.float32)
-    for weighted, reg, rb, rpr in ((False, 12.0, 3.0, 0.0), (True, 0.05, None, 0.0), (False, 6.0, 3.0, 0.05)):
+    for weighted, reg, rb, rpr in ((False, 12.0, 3.0, 0.0), (True, 0.05, None, 0.0), (False, 6.0, 3.0, 0.05),
+                                   (False, 6.0, 0.0, 0.02)):
         ref = solve_block_reference(indptr, indices, data, other, ob, 3.5, reg, weighted, rb, reg_per_rating=rpr)
         runs = [solve_block(indptr, indices, data, other, ob, 3.5, reg, weighted, rb, threads=t, reg_per_rating=rpr)
                 for t in (1, 2)]

@@ -25,7 +25,9 @@ each run of up to :data:`FLUSH` ratings is gathered once, transposed, as z_p = [
 the Gram matrix, its bias row and the right-hand side at once — is summed in float32 (the factors' dtype) as 4×2
 tiles of running sums, SIMD over ratings; each run's sums are added into the float64 system, so
 rounding does not grow with a popular item's tens of thousands of ratings. The Cholesky
-factorization (four dot products per pass), solves and residuals are float64. Rows are spread
+factorization (four dot products per pass), solves and residuals are float64. A run is padded
+with zero ratings to whole SIMD vectors. A row with fewer ratings than about K+1 is solved in the
+dual form instead (:func:`_dual_solve`, the same minimizer from an n×n system). Rows are spread
 over numba threads (``prange``) in row ranges of equal work (ratings plus the factorization),
 each row solved alone, so the factors do not depend on blocking or threads, bit for bit (only
 ``sse``'s summation order does).
@@ -81,12 +83,15 @@ def _prefetch(typingctx, arr, row):
 FLUSH = 256
 #: Other-side tables larger than this are prefetched row by row in the Gram update.
 PREFETCH_ABOVE_BYTES = 2 << 20
+#: Rows with fewer ratings than this fraction of K+1 take the dual n×n solve (:func:`_dual_solve`); per-row
+#: timings at K = 64 put the break-even near n ≈ 0.9·(K+1) (n = 20: 9 µs dual vs 28 µs primal).
+DUAL_BELOW_FRACTION = 0.85
 _FAST = {"reassoc", "contract", "nsz", "arcp"}  # lets LLVM vectorize the reductions; no inf/nan shortcuts
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FAST)
 def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n,
-                       reg_bias, bounds):  # pragma: no cover - compiled
+                       reg_bias, bounds, dual_below):  # pragma: no cover - compiled
     """Rows in ``prange`` over the rating-balanced row ranges ``bounds``; each row independent."""
     n_rows = indptr.shape[0] - 1
     k = other_factors.shape[1]
@@ -97,39 +102,98 @@ def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg
     sse_parts = np.zeros(max(n_chunks, 1))
     for ch in prange(n_chunks):
         e4 = (k + 2 + 3) & ~3  # rows of z = [u_j; 1; t_j], padded to the 4-row tile
-        zt = np.zeros((e4, FLUSH + 24), dtype=other_factors.dtype)  # a run's z, transposed (+24: no 4K aliasing)
+        zt = np.zeros((e4, FLUSH + 32), dtype=other_factors.dtype)  # a run's z, transposed (+8 pad, +24 anti-aliasing)
         g = np.empty((e4, e4 + 2), dtype=other_factors.dtype)  # the run's Σ z zᵀ (lower tiles)
         a = np.empty((d, d), dtype=np.float64)  # the (K+1)² system, then its Cholesky factor
-        rhs = np.empty(d, dtype=np.float64)
-        x = np.empty(d, dtype=np.float64)
+        nd = max(d, dual_below)
+        rhs = np.empty(nd, dtype=np.float64)
+        x = np.empty(nd, dtype=np.float64)
+        yb = np.empty((max(dual_below, 1), k), dtype=np.float64)  # a short row's gathered u_j (dual form)
+        h = np.empty((max(dual_below, 1), max(dual_below, 1)), dtype=np.float64)  # its n × n system
         sse = 0.0
         for i in range(bounds[ch], bounds[ch + 1]):
             start = indptr[i]
             stop = indptr[i + 1]
             if stop == start:
                 continue
-            a[:, :] = 0.0
-            rhs[:] = 0.0
-            for lo in range(start, stop, FLUSH):
-                hi = min(stop, lo + FLUSH)
-                _gram_tiled(indices, data, other_factors, other_bias, mu, lo, hi, zt, g)
-                for r in range(d):  # Σ ũ ũᵀ (with the bias row) and, from z's last row, Σ t ũ
-                    for s in range(r + 1):
-                        a[r, s] += g[r, s]
-                for s in range(d):
-                    rhs[s] += g[k + 1, s]
             n = stop - start
             lam = reg + reg_n * n
-            for r in range(k):
-                a[r, r] += lam
-            a[k, k] += lam if reg_bias < 0.0 else reg_bias  # a[k, k] already holds n
-            _cholesky_solve(a, rhs, x, d)
+            lam_b = lam if reg_bias < 0.0 else reg_bias
+            if n < dual_below and lam > 0.0 and lam_b > 0.0:
+                _dual_solve(indices, data, other_factors, other_bias, mu, start, stop, lam, lam_b, yb, h, rhs, x)
+            else:
+                for lo in range(start, stop, FLUSH):
+                    hi = min(stop, lo + FLUSH)
+                    _gram_tiled(indices, data, other_factors, other_bias, mu, lo, hi, zt, g)
+                    if lo == start:  # Σ ũ ũᵀ (with the bias row) and, from z's last row, Σ t ũ
+                        for r in range(d):
+                            for s in range(r + 1):
+                                a[r, s] = g[r, s]
+                        for s in range(d):
+                            rhs[s] = g[k + 1, s]
+                    else:
+                        for r in range(d):
+                            for s in range(r + 1):
+                                a[r, s] += g[r, s]
+                        for s in range(d):
+                            rhs[s] += g[k + 1, s]
+                for r in range(k):
+                    a[r, r] += lam
+                a[k, k] += lam_b  # a[k, k] already holds n
+                _cholesky_solve(a, rhs, x, d)
             for q in range(k):
                 factors[i, q] = x[q]
             bias[i] = x[k]
             sse += _row_sse(indices, data, other_factors, other_bias, mu, start, stop, factors[i], bias[i])
         sse_parts[ch] = sse
     return factors, bias, sse_parts.sum()
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _dual_solve(indices, data, u, other_bias, mu, start, stop, lam, lam_b, yb, h, t, x):  # pragma: no cover
+    """The same minimizer for a row with fewer ratings n than unknowns d = K+1, by the
+    push-through identity (ỸᵀỸ + D)⁻¹Ỹᵀ = D⁻¹Ỹᵀ(ỸD⁻¹Ỹᵀ + I)⁻¹ (D = diag(λ,…,λ, λ_b) > 0):
+
+        H α = t with H = ỸD⁻¹Ỹᵀ + I  (n × n: H_pq = u_p·u_q/λ + 1/λ_b + δ_pq),
+        w = Σ_p α_p u_p / λ,   b = Σ_p α_p / λ_b.
+
+    An n×n system instead of a (K+1)² one: n²K/2 + n³/3 multiply-adds instead of
+    n(K+1)²/2 + (K+1)³/3. Float64 throughout; the result goes to ``x[:K+1]``."""
+    k = u.shape[1]
+    n = stop - start
+    for p in range(n):
+        j = indices[start + p]
+        uj = u[j]
+        yp = yb[p]
+        for q in range(k):
+            yp[q] = uj[q]
+        t[p] = np.float64(data[start + p]) - np.float64(other_bias[j]) - mu
+    inv_l = 1.0 / lam
+    inv_b = 1.0 / lam_b
+    for p in range(n):
+        yp = yb[p]
+        hp = h[p]
+        for q in range(p + 1):
+            yq = yb[q]
+            dot = 0.0
+            for c in range(k):
+                dot += yp[c] * yq[c]
+            hp[q] = dot * inv_l + inv_b
+        hp[p] += 1.0
+    _cholesky_solve(h, t, x, n)  # α in x[:n]
+    bsum = 0.0
+    for p in range(n):
+        bsum += x[p]
+    for c in range(k):
+        t[c] = 0.0
+    for p in range(n):
+        ap = x[p] * inv_l
+        yp = yb[p]
+        for c in range(k):
+            t[c] += ap * yp[c]
+    for c in range(k):
+        x[c] = t[c]
+    x[k] = bsum * inv_b
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -168,9 +232,16 @@ def _gram_tiled(indices, data, u, other_bias, mu, lo, hi, zt, g):  # pragma: no 
             zt[q, p] = yj[q]
         zt[k, p] = 1.0
         zt[k + 1, p] = np.float64(data[lo + p]) - np.float64(other_bias[j]) - mu
-    for q in range(k + 2, e4):
-        for p in range(m):
+    # Whole SIMD vectors only: the run is padded to m8 ratings with zero columns, so the tile loops
+    # below have no scalar remainder (a 255-rating loop spent a third of its time in one).
+    m8 = (m + 7) & ~7
+    for p in range(m, m8):
+        for q in range(k + 2):
             zt[q, p] = 0.0
+    for q in range(k + 2, e4):
+        for p in range(m8):
+            zt[q, p] = 0.0
+    zero = zt[0, zt.shape[1] - 1]  # a column no run reaches: a zero of zt's dtype
     for rt in range(0, e4, 4):
         z0 = zt[rt]
         z1 = zt[rt + 1]
@@ -179,16 +250,8 @@ def _gram_tiled(indices, data, u, other_bias, mu, lo, hi, zt, g):  # pragma: no 
         for st in range(0, rt + 4, 2):
             w0 = zt[st]
             w1 = zt[st + 1]
-            # the sums start at rating 0's products (m ≥ 1), so they keep zt's dtype
-            a00 = z0[0] * w0[0]
-            a01 = z0[0] * w1[0]
-            a10 = z1[0] * w0[0]
-            a11 = z1[0] * w1[0]
-            a20 = z2[0] * w0[0]
-            a21 = z2[0] * w1[0]
-            a30 = z3[0] * w0[0]
-            a31 = z3[0] * w1[0]
-            for p in range(1, m):
+            a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = zero
+            for p in range(m8):
                 v0 = w0[p]
                 v1 = w1[p]
                 x0 = z0[p]
@@ -411,7 +474,7 @@ def solve_block(
     with numba_threads(threads) as n_threads:
         bounds = row_ranges(args[0], 16 * n_threads, args[3].shape[1])
         reg0, reg_n = _reg_terms(reg, weighted, reg_per_rating)
-        f, b, sse = _solve_block_numba(*args, float(mu), reg0, reg_n, rb, bounds)
+        f, b, sse = _solve_block_numba(*args, float(mu), reg0, reg_n, rb, bounds, dual_below(args[3].shape[1]))
     return f, b, float(sse)
 
 
@@ -450,6 +513,12 @@ def solve_block_cg(
         reg0, reg_n = _reg_terms(reg, weighted, reg_per_rating)
         f, b, sse = _solve_block_cg_numba(*args, float(mu), reg0, reg_n, rb, bounds, x0, b0, int(steps))
     return f, b, float(sse)
+
+
+def dual_below(rank: int) -> int:
+    """Rows with fewer ratings than this are solved in the dual form (:func:`_dual_solve`): their
+    n×n system is cheaper than the (K+1)² one."""
+    return int(DUAL_BELOW_FRACTION * (rank + 1))
 
 
 def _reg_terms(reg: float, weighted: bool, reg_per_rating: float) -> tuple[float, float]:
