@@ -377,14 +377,38 @@ def test_bad_users_and_allowed_are_one_line_errors():
 def test_single_threaded_blas_scope_restores_the_thread_count():
     from factorflow.serving import _blas
 
-    api = _blas._blas_api()
-    if api is None:
+    lib = _blas.openblas()
+    if lib is None:
         pytest.skip("NumPy's BLAS is not an OpenBLAS found in this process")
-    set_fn, get_fn = api
-    before = get_fn()
-    with _blas.single_threaded_blas() as alone:
-        assert alone and get_fn() == 1
+    before = lib.get_threads()
+    with _blas.single_threaded_blas() as blas:
+        assert blas is lib and lib.get_threads() == 1
         with _blas.single_threaded_blas():  # an overlapping scope (another thread's) ...
-            assert get_fn() == 1
-        assert get_fn() == 1  # ... does not restore the count while the first is open
-    assert get_fn() == before
+            assert lib.get_threads() == 1
+        assert lib.get_threads() == 1  # ... does not restore the count while the first is open
+    assert lib.get_threads() == before
+
+
+def test_tiles_without_openblas_and_with_a_32_bit_int_cblas(monkeypatch):
+    """Another BLAS: the same tiles through np.matmul on one thread. An LP64 OpenBLAS (SciPy's own,
+    when loaded) drives the compiled kernel as NumPy's ILP64 one does."""
+    import contextlib
+
+    import scipy.linalg  # noqa: F401 - loads SciPy's OpenBLAS
+
+    from factorflow.serving import _blas
+
+    monkeypatch.setattr(topn, "TILE_USERS", 8)
+    monkeypatch.setattr(topn, "TILE_ITEMS", 16)
+    f = factors(quantize=0.5)
+    seen = seen_matrix(57, 83, density=0.3, seed=24)
+    allowed = np.arange(83) % 3 != 0
+    monkeypatch.setattr(topn, "single_threaded_blas", lambda: contextlib.nullcontext(None))
+    assert_same_blocks(f, seen, 10, block_users=20, allowed=allowed)
+    lp64 = [p for p in _blas._candidates() if "scipy.libs" in p]
+    lib = _blas._load(lp64[0]) if lp64 else None
+    if lib is None:
+        pytest.skip("SciPy's OpenBLAS not found")
+    assert lib.sgemm.argtypes[3] is not _blas.openblas().sgemm.argtypes[3]  # int32 here, int64 in NumPy's
+    monkeypatch.setattr(topn, "single_threaded_blas", lambda: contextlib.nullcontext(lib))
+    assert_same_blocks(f, seen, 10, block_users=20, allowed=allowed)

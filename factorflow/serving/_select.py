@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import config, get_num_threads, njit
 
+from factorflow.serving._blas import NO_TRANS, ROW_MAJOR
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -175,6 +177,42 @@ def select_tile(s, j0, add_bias, row_bias, item_offset, users, seen_ptr, seen_id
                     thr = ts[n - 1]
         counts[r] = c
         seen_pos[r] = q
+
+
+@njit(cache=True, nogil=True)
+def rank_rows(sgemm, w_all, rows, item_t, item_offset, bias_all, seen_ptr, seen_idx, allowed, n, top_i, top_s,
+              counts, w_buf, s_buf, width):  # pragma: no cover - compiled
+    """Top ``n`` of users ``rows`` against every item, tile by tile, into ``top_i``/``top_s``/``counts``
+    (one row per user, -inf/0 filled).
+
+    The users' factor rows and biases are gathered once (float32, into ``w_buf``: at least
+    len(rows) × K); then per panel of ``width`` items, ``W[rows] @ item_t[:, j0:j0 + width]`` is one
+    call of ``sgemm`` (a ``cblas_sgemm``, :mod:`factorflow.serving._blas`) into ``s_buf`` (at least
+    len(rows) × width floats, small enough to stay in cache) and :func:`select_tile` reads it at
+    once, adding ``bias + item_offset`` (``item_t``: the C-contiguous float32 K × n_items table).
+    No Python between the tiles: the caller's threads run one call per block of rows.
+    """
+    m = rows.shape[0]
+    k = w_all.shape[1]
+    n_items = item_t.shape[1]
+    w = w_buf[:m]
+    bias = np.empty(m, dtype=np.float32)
+    pos = np.empty(m, dtype=np.int64)
+    for r in range(m):
+        u = rows[r]
+        for d in range(k):
+            w[r, d] = w_all[u, d]
+        bias[r] = bias_all[u]
+        pos[r] = seen_ptr[u]
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for j0 in range(0, n_items, width):
+        pw = min(width, n_items - j0)
+        s = s_buf[:m * pw].reshape((m, pw))
+        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, pw, k, one, w.ctypes.data, k, item_t.ctypes.data + 4 * j0, n_items,
+              zero, s.ctypes.data, pw)
+        select_tile(s, j0, True, bias, item_offset, rows, seen_ptr, seen_idx, pos, allowed, n, top_i, top_s,
+                    counts, 0, m)
 
 
 @njit(cache=True, nogil=True)

@@ -26,7 +26,7 @@ from factorflow.errors import ParameterError, check_param
 from factorflow.factors import FactorArrays
 from factorflow.progress import Progress, report
 from factorflow.serving._blas import single_threaded_blas
-from factorflow.serving._select import run_split, run_tasks, select_tile, select_user_independent, threads
+from factorflow.serving._select import rank_rows, run_split, run_tasks, select_tile, select_user_independent, threads
 from factorflow.serving.scoring import Scorer
 
 BLOCK_BUDGET = 1 << 24  # at most this many float32 scores (64 MiB) live at once in recommend_all
@@ -224,30 +224,39 @@ def _block_selector(scorer: Scorer, n: int, allowed: np.ndarray, seen_ptr: np.nd
 
 def _tiled_selector(f: FactorArrays, n: int, allowed: np.ndarray, seen_ptr: np.ndarray, seen_idx: np.ndarray
                     ) -> BlockSelector:
-    """Factor tables: tile products on single-threaded BLAS, each selected from while in cache."""
+    """Factor tables: tiles of single-threaded BLAS products, each selected from while in cache.
+
+    A block's users are cut into tasks of :data:`TILE_USERS`, handed out to the threads; a task is
+    one compiled call (:func:`~factorflow.serving._select.rank_rows`) that runs every item panel's
+    ``cblas_sgemm`` and selection. Without NumPy's OpenBLAS (another BLAS): the same tiles with
+    ``np.matmul`` from Python, on one thread.
+    """
     item_t, offset = f.item_terms()
-    n_i = f.n_items
+    n_i, k = f.n_items, f.rank
     width = min(TILE_ITEMS, n_i)
     panels = [(j0, item_t[:, j0:j0 + width]) for j0 in range(0, n_i, width)]
-    bufs: dict[int, np.ndarray] = {}
+    bufs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def select_factors(who: np.ndarray, top_i: np.ndarray, top_s: np.ndarray, counts: np.ndarray) -> None:
-        def tile_rows(task: int, slot: int) -> None:
-            a, b = task * TILE_USERS, min(len(who), (task + 1) * TILE_USERS)
-            rows = who[a:b]
-            w = np.asarray(f.user_factors[rows], dtype=np.float32)
-            bias = f.user_bias[rows].astype(np.float32)
-            pos = seen_ptr[rows]
-            buf = bufs.get(slot)
-            if buf is None:
-                buf = bufs[slot] = np.empty(TILE_USERS * width, dtype=np.float32)
-            for j0, panel in panels:
-                s = np.matmul(w, panel, out=buf[:len(rows) * panel.shape[1]].reshape(len(rows), panel.shape[1]))
-                select_tile(s, j0, True, bias, offset, rows, seen_ptr, seen_idx, pos, allowed, n,
-                            top_i[a:b], top_s[a:b], counts[a:b], 0, len(rows))
+        with single_threaded_blas() as blas:
+            def tile_rows(task: int, slot: int) -> None:
+                a, b = task * TILE_USERS, min(len(who), (task + 1) * TILE_USERS)
+                rows = who[a:b]
+                if slot not in bufs:
+                    bufs[slot] = (np.empty((TILE_USERS, k), np.float32), np.empty(TILE_USERS * width, np.float32))
+                w_buf, s_buf = bufs[slot]
+                if blas is not None:
+                    rank_rows(blas.sgemm, f.user_factors, rows, item_t, offset, f.user_bias, seen_ptr, seen_idx,
+                              allowed, n, top_i[a:b], top_s[a:b], counts[a:b], w_buf, s_buf, width)
+                    return
+                w = np.asarray(f.user_factors[rows], dtype=np.float32)
+                bias, pos = f.user_bias[rows].astype(np.float32), seen_ptr[rows]
+                for j0, panel in panels:
+                    s = np.matmul(w, panel, out=s_buf[:len(rows) * panel.shape[1]].reshape(len(rows), -1))
+                    select_tile(s, j0, True, bias, offset, rows, seen_ptr, seen_idx, pos, allowed, n,
+                                top_i[a:b], top_s[a:b], counts[a:b], 0, len(rows))
 
-        with single_threaded_blas() as alone:
-            run_tasks(tile_rows, -(-len(who) // TILE_USERS), threads() if alone else 1)
+            run_tasks(tile_rows, -(-len(who) // TILE_USERS), threads() if blas is not None else 1)
     return select_factors
 
 
