@@ -269,13 +269,13 @@ def child(what: str, path: Path, rank: int, n: int, seed: int, before: str | Non
     if what == "batch":
         allowed = candidate_mask(np.bincount(train.indices, minlength=n_items))
         users = np.arange(n_users)
-        block = 2048 if hasattr(topn, "TILE_USERS") else max(1, min(2048, (1 << 24) // n_items))
+        block = 8192 if hasattr(topn, "TILE_USERS") else max(1, min(2048, (1 << 24) // n_items))
 
         def work() -> None:
             result["table"] = topn.recommend_all(f, train, n, allowed=allowed)
     else:
         users = np.unique(test_u[test_r >= 4.0]).astype(np.int64)  # the users the top-N metrics rank
-        block = 1024 if hasattr(topn, "TILE_USERS") else max(1, min(1024, (1 << 24) // n_items))
+        block = 4096 if hasattr(topn, "TILE_USERS") else max(1, min(1024, (1 << 24) // n_items))
 
         def work() -> None:
             kw = {"prepared": result["relevance"]} if shared else {}

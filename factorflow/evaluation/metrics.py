@@ -108,7 +108,7 @@ def topn_metrics(
     *,
     n: int = 10,
     relevant_at: float = 4.0,
-    batch_users: int = 1024,
+    batch_users: int = 4096,
 ) -> dict[str, Any]:
     """precision@n, recall@n, ndcg@n over test users with ≥1 relevant item; scores in user blocks.
 
@@ -131,7 +131,7 @@ def topn_metrics_at(
     *,
     ns: Sequence[int] = (10,),
     relevant_at: float = 4.0,
-    batch_users: int = 1024,
+    batch_users: int = 4096,
     prepared: Relevance | None = None,
 ) -> dict[str, Any]:
     """:func:`topn_metrics` at every n in ``ns`` from one ranking of each user's top max(ns).

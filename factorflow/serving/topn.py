@@ -30,8 +30,8 @@ from factorflow.serving._select import rank_rows, run_split, run_tasks, select_t
 from factorflow.serving.scoring import Scorer
 
 BLOCK_BUDGET = 1 << 24  # at most this many float32 scores (64 MiB) live at once in recommend_all
-TILE_USERS = 128  # a factor-table tile: this many users ...
-TILE_ITEMS = 1024  # ... × this many items (512 KiB of float32 scores: a core's L2 here)
+TILE_USERS = 256  # a factor-table tile: this many users ...
+TILE_ITEMS = 512  # ... × this many items (512 KiB of float32 scores: a core's L2 here)
 
 #: ``select(who, top_i, top_s, counts)``: fills one block's results (see :func:`top_n_blocks`).
 BlockSelector = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
@@ -111,7 +111,7 @@ def top_n_for_vector(factors: FactorArrays, w: np.ndarray, b: float, n: int,
 
 
 def recommend_all(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
-                  block_users: int = 2048, allowed: np.ndarray | None = None,
+                  block_users: int = 8192, allowed: np.ndarray | None = None,
                   progress: Progress | None = None) -> pa.Table:
     """Top-``n`` unseen items for every user: ``user_idx, rank (1..n), item_idx, score``.
 
@@ -140,7 +140,7 @@ def recommend_all(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
 
 
 def top_n_blocks(scorer: Scorer, seen_csr: sp.spmatrix | None, n: int, *,
-                 users: np.ndarray | None = None, block_users: int = 2048,
+                 users: np.ndarray | None = None, block_users: int = 8192,
                  allowed: np.ndarray | None = None, progress: Progress | None = None,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(users, top_i, top_s, counts)`` per block of users (all users, or ``users``).
