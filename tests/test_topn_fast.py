@@ -354,6 +354,39 @@ def test_predict_equals_the_einsum_reference():
     assert got["mae"] == pytest.approx(np.mean(np.abs(pred)), abs=1e-12)
 
 
+def test_compiled_rating_metrics_equal_the_scored_pairs():
+    """Factor tables: errors summed in one compiled pass (pairs, or a CSR) equal clipping the
+    reference predictions; warm/cold groups, an empty group, NaN scores and negative indices."""
+    from factorflow.evaluation.metrics import train_rating_metrics
+
+    f = factors(60, 90, k=8, seed=25)
+    rng = np.random.default_rng(26)
+    u, i = rng.integers(0, 60, 4000), rng.integers(0, 90, 4000)
+    r = rng.integers(1, 11, 4000) / 2.0
+    pred = np.clip(ref.predict(f, u, i), 1.0, 4.5) - r
+
+    def want(mask):
+        e = pred[mask]
+        return {"rmse": np.sqrt(np.mean(e**2)), "mae": np.mean(np.abs(e)), "n": int(mask.sum())}
+
+    cold = u % 5 == 0
+    got = rating_metrics(f, u, i, r.astype(np.float32), rating_range=(1.0, 4.5), cold=cold)
+    assert {k: got[k] for k in ("rmse", "mae", "n")} == pytest.approx(want(np.ones(4000, bool)), rel=1e-12)
+    assert got["warm"] == pytest.approx(want(~cold), rel=1e-12) and got["cold"] == pytest.approx(want(cold), rel=1e-12)
+    assert rating_metrics(f, u, i, r, cold=np.zeros(4000, bool))["cold"] == {"rmse": None, "mae": None, "n": 0}
+    neg = rating_metrics(f, u - 60, i, r, rating_range=(1.0, 4.5))  # NumPy's indexing: the generic path
+    assert neg == pytest.approx(want(np.ones(4000, bool)), rel=1e-12)
+    train = seen_matrix(60, 90, density=0.3, seed=27)
+    train.data[:] = rng.integers(1, 11, train.nnz) / 2
+    tu = np.repeat(np.arange(60), np.diff(train.indptr))
+    assert train_rating_metrics(f, train) == pytest.approx(
+        rating_metrics(DenseScorer(f.score_users(np.arange(60)).astype(np.float64)), tu, train.indices, train.data),
+        rel=1e-6)  # float32 table scores against float64 pairs
+    assert train_rating_metrics(f, train) == pytest.approx(rating_metrics(f, tu, train.indices, train.data), rel=1e-12)
+    f.user_bias[3] = np.nan  # a NaN score stays NaN through the clip, as np.clip keeps it
+    assert np.isnan(rating_metrics(f, np.array([3, 4]), np.array([0, 0]), np.array([3.0, 3.0]))["rmse"])
+
+
 def test_score_users_parts_compose_to_score_users():
     f = factors(20, 33, k=6, seed=21)
     who = np.array([3, 0, 19, 3])

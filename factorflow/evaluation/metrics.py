@@ -20,11 +20,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from factorflow.errors import ParameterError
+from factorflow.factors import FactorArrays
 
 if TYPE_CHECKING:
     from factorflow.serving.scoring import Scorer
 
-__all__ = ["Relevance", "evaluate", "rating_metrics", "relevance", "topn_metrics", "topn_metrics_at"]
+__all__ = ["Relevance", "evaluate", "rating_metrics", "relevance", "topn_metrics", "topn_metrics_at",
+           "train_rating_metrics"]
 
 
 def _errors(err: np.ndarray) -> dict[str, float | int | None]:
@@ -32,6 +34,18 @@ def _errors(err: np.ndarray) -> dict[str, float | int | None]:
     if n == 0:
         return {"rmse": None, "mae": None, "n": 0}  # JSON null: nothing to average
     return {"rmse": float(np.sqrt(np.dot(err, err) / n)), "mae": float(np.mean(np.abs(err))), "n": n}
+
+
+def _from_sums(sums: np.ndarray) -> dict[str, float | int | None]:
+    """:func:`_errors` from (Σ e², Σ |e|, count)."""
+    n = int(sums[2])
+    if n == 0:
+        return {"rmse": None, "mae": None, "n": 0}
+    return {"rmse": float(np.sqrt(sums[0] / n)), "mae": float(sums[1] / n), "n": n}
+
+
+def _in_range(idx: np.ndarray, size: int) -> bool:
+    return idx.size == 0 or (int(idx.min()) >= 0 and int(idx.max()) < size)
 
 
 def rating_metrics(
@@ -45,16 +59,53 @@ def rating_metrics(
 ) -> dict[str, Any]:
     """``{rmse, mae, n}`` of clipped predictions; with ``cold`` (bool per row) also ``warm``/``cold``.
 
-    An empty subset reports ``n = 0`` and rmse/mae ``None`` (no rows; stays valid JSON).
+    An empty subset reports ``n = 0`` and rmse/mae ``None`` (no rows; stays valid JSON). Factor
+    tables are scored and summed in one compiled pass (``factorflow._pair_scores.pair_error_sums``:
+    the predictions never exist as an array); any other scorer through ``score_pairs``.
     """
-    err = np.clip(scorer.score_pairs(users, items), rating_range[0], rating_range[1]).astype(np.float64, copy=False)
+    lo, hi = float(rating_range[0]), float(rating_range[1])
+    if type(scorer) is FactorArrays:
+        u, i = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        r = np.asarray(ratings)
+        if u.shape == i.shape == r.shape and u.ndim == 1 and _in_range(u, scorer.n_users) and _in_range(
+                i, scorer.n_items):
+            from factorflow._pair_scores import pair_error_sums
+
+            group = np.zeros(0, np.uint8) if cold is None else np.asarray(cold, dtype=bool).astype(np.uint8)
+            w, v = np.ascontiguousarray(scorer.user_factors), np.ascontiguousarray(scorer.item_factors)
+            sums = pair_error_sums(w, v, scorer.user_bias, scorer.item_bias, float(scorer.global_mean), u, i, r,
+                                   lo, hi, group, 1 if cold is None else 2)
+            out: dict[str, Any] = dict(_from_sums(sums.sum(axis=0)))
+            if cold is not None:
+                out["warm"], out["cold"] = _from_sums(sums[0]), _from_sums(sums[1])
+            return out
+    err = np.clip(scorer.score_pairs(users, items), lo, hi).astype(np.float64, copy=False)
     err -= np.asarray(ratings)  # in place: clip made a new array (float64 arithmetic, as before)
-    out: dict[str, Any] = dict(_errors(err))
+    out = dict(_errors(err))
     if cold is not None:
         cold = np.asarray(cold, dtype=bool)
         out["warm"] = _errors(err[~cold])
         out["cold"] = _errors(err[cold])
     return out
+
+
+def train_rating_metrics(scorer: Scorer, train_csr: sp.spmatrix, *,
+                         rating_range: tuple[float, float] = (0.5, 5.0)) -> dict[str, Any]:
+    """:func:`rating_metrics` of every rating of a users × items CSR (e.g. the train RMSE); factor
+    tables in one compiled pass over the CSR (no arrays of users, pairs or predictions)."""
+    train = sp.csr_matrix(train_csr)
+    if type(scorer) is FactorArrays and train.shape[0] <= scorer.n_users and train.shape[1] <= scorer.n_items:
+        from factorflow._pair_scores import CHUNKS, csr_error_sums
+
+        indptr = train.indptr.astype(np.int64, copy=False)
+        bounds = np.searchsorted(indptr, np.linspace(0, train.nnz, CHUNKS + 1), side="left").astype(np.int64)
+        bounds[0], bounds[-1] = 0, train.shape[0]
+        w, v = np.ascontiguousarray(scorer.user_factors), np.ascontiguousarray(scorer.item_factors)
+        sums = csr_error_sums(w, v, scorer.user_bias, scorer.item_bias, float(scorer.global_mean), indptr,
+                              train.indices, train.data, float(rating_range[0]), float(rating_range[1]), bounds)
+        return dict(_from_sums(sums[0]))
+    users = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
+    return rating_metrics(scorer, users, train.indices, train.data, rating_range=rating_range)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from factorflow.evaluation.metrics import evaluate, rating_metrics, relevance
+from factorflow.evaluation.metrics import evaluate, relevance, train_rating_metrics
 from factorflow.models.registry import BASELINES, make_model
 from factorflow.serving.scoring import Scorer
 from factorflow.storage.splits import SplitRef, read_test, train_csr
@@ -33,9 +31,6 @@ def evaluate_on_split(
     train = train_csr(split)
     test = read_test(split)
     test_cols = {name: test.column(name).to_numpy() for name in test.column_names}
-    # the train ratings, read off the CSR (one row per (user, item), as train.parquet holds them)
-    tu = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
-    ti, trat = train.indices, train.data
 
     relevant = relevance(test_cols["user_idx"], test_cols["item_idx"], test_cols["rating"])  # once for all models
 
@@ -46,7 +41,8 @@ def evaluate_on_split(
     out: dict[str, Any] = {
         "split": {"id": split.split, "kind": split.manifest.get("kind"), "n_test": len(test)},
         "test": held_out(factors),
-        "train": rating_metrics(factors, tu, ti, trat, rating_range=rating_range),
+        # the train ratings read off the CSR (one entry per (user, item), as train.parquet holds them)
+        "train": train_rating_metrics(factors, train, rating_range=rating_range),
         "baselines": {kind: held_out(make_model(kind).fit(train).factors()) for kind in baselines},
     }
     return out
