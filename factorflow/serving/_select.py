@@ -105,23 +105,26 @@ def _insert(ti, ts, c, n, v, j):  # pragma: no cover - compiled
     return c + 1 if c < n else c
 
 
-#: Items per chunk of the scan: a chunk with no score above the n-th best is passed over after
-#: one vectorized count; only chunks that hold a candidate are walked item by item.
-CHUNK = 64
+#: Items per chunk of the scan, and per sub-chunk: a chunk with no score above the n-th best is
+#: passed over after one vectorized test; in a chunk that has one, each sub-chunk is tested the
+#: same way and only those holding a candidate are walked item by item.
+CHUNK = 256
+SUB_CHUNK = 32
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _n_above(s_row, add_bias, br, item_offset, thr, k0, k1):  # pragma: no cover - compiled
-    """How many scores of columns [k0, k1) exceed ``thr`` (seen, disallowed items included)."""
+def _any_above(s_row, add_bias, br, item_offset, thr, k0, k1):  # pragma: no cover - compiled
+    """Whether a score of columns [k0, k1) exceeds ``thr`` (seen, disallowed items included;
+    NaN never does). An OR of comparisons: 8 floats per instruction (a count in int64 ran 4)."""
     a = s_row[k0:k1]  # slices: indices from 0, so the loop vectorizes (no negative-index fix-ups)
-    hit = 0
+    hit = False
     if add_bias:
         o = item_offset[k0:k1]
         for k in range(a.shape[0]):
-            hit += ((a[k] + br) + o[k]) > thr
+            hit |= ((a[k] + br) + o[k]) > thr
     else:
         for k in range(a.shape[0]):
-            hit += a[k] > thr
+            hit |= a[k] > thr
     return hit
 
 
@@ -137,9 +140,9 @@ def select_tile(s, j0, add_bias, row_bias, item_offset, users, seen_ptr, seen_id
     ``seen_pos[r]`` is the position in ``seen_idx`` of the row's first seen item not yet passed
     (start: ``seen_ptr[users[r]]``). Tiles of a row must come in item order: items are visited in
     index order and only a strictly greater score displaces, so ties keep the smaller index.
-    ``allowed`` is a uint8 mask over items, or empty for all items. Once n items are held, a
-    chunk of :data:`CHUNK` items is walked only if one of its scores beats the n-th best (a
-    vectorized count), which is what makes the scan cheap. Serial and without the GIL: callers
+    ``allowed`` is a uint8 mask over items, or empty for all items. Once n items are held, only
+    the :data:`SUB_CHUNK` items around a score that beats the n-th best are walked (a vectorized
+    test per :data:`CHUNK` and per sub-chunk), which is what makes the scan cheap. Serial and without the GIL: callers
     run disjoint row ranges on their own threads.
     """
     m = s.shape[1]
@@ -158,23 +161,27 @@ def select_tile(s, j0, add_bias, row_bias, item_offset, users, seen_ptr, seen_id
         thr = ts[n - 1]  # -inf (the caller's fill) until n items are held, then the n-th best
         for k0 in range(0, m, CHUNK):
             k1 = min(k0 + CHUNK, m)
-            if c == n and _n_above(s_row, add_bias, br, off, thr, k0, k1) == 0:
+            if c == n and not _any_above(s_row, add_bias, br, off, thr, k0, k1):
                 continue
-            for kk in range(k0, k1):
-                if add_bias:
-                    v = (s_row[kk] + br) + off[kk]
-                else:
-                    v = s_row[kk]
-                if not (v > thr and v < np.inf):
+            for q0 in range(k0, k1, SUB_CHUNK):
+                q1 = min(q0 + SUB_CHUNK, k1)
+                if c == n and not _any_above(s_row, add_bias, br, off, thr, q0, q1):
                     continue
-                jj = j0 + kk
-                while q < qe and seen_idx[q] < jj:  # seen items: checked only for a candidate
-                    q += 1
-                if (q < qe and seen_idx[q] == jj) or (use_allowed and allowed[jj] == 0):
-                    continue
-                c = _insert(ti, ts, c, n, v, jj)
-                if c == n:
-                    thr = ts[n - 1]
+                for kk in range(q0, q1):
+                    if add_bias:
+                        v = (s_row[kk] + br) + off[kk]
+                    else:
+                        v = s_row[kk]
+                    if not (v > thr and v < np.inf):
+                        continue
+                    jj = j0 + kk
+                    while q < qe and seen_idx[q] < jj:  # seen items: checked only for a candidate
+                        q += 1
+                    if (q < qe and seen_idx[q] == jj) or (use_allowed and allowed[jj] == 0):
+                        continue
+                    c = _insert(ti, ts, c, n, v, jj)
+                    if c == n:
+                        thr = ts[n - 1]
         counts[r] = c
         seen_pos[r] = q
 
