@@ -25,3 +25,21 @@ def ml_small_split():
     test[np.random.default_rng(0).permutation(len(df))[: round(0.2 * len(df))]] = True
     train = sp.csr_matrix((r[~test], (u[~test], i[~test])), shape=(u.max() + 1, i.max() + 1))
     return train, u[test], i[test], r[test]
+
+
+@pytest.fixture(scope="module")
+def shared_prefect_api():
+    """This module's flows report to the session's shared Prefect server (``cli_env.shared_server``)."""
+    from cli_env import shared_server
+    from prefect_server import use_server
+
+    server = shared_server()
+    with use_server(server):
+        yield server
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the Prefect server the session's CLI runs shared (if one was started)."""
+    from cli_env import stop_shared_server
+
+    stop_shared_server()

@@ -184,11 +184,9 @@ CUTOFFS = ["2008-01-01", "2009-01-01", "2010-01-01"]
 
 
 @pytest.fixture(scope="module")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=300):
-        yield
+def prefect_server(shared_prefect_api):
+    """The session's shared Prefect server (conftest)."""
+    yield shared_prefect_api
 
 
 @pytest.fixture(scope="module")

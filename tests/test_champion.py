@@ -422,7 +422,9 @@ def test_cli_models_actions(tmp_path, capsys):
 # ---------------------------------------------------------------- end to end: the CLI against a real Prefect server
 
 
-async def _failed_run_and_decision(flow_name: str = "retrain"):
+async def _failed_run_and_decision(pid: int, flow_name: str = "retrain"):
+    """The flow run the CLI process ``pid`` made (the server is shared by the session) and its
+    ``publish-decision`` artifacts."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -434,7 +436,10 @@ async def _failed_run_and_decision(flow_name: str = "retrain"):
     )
 
     async with get_client() as client:
-        [run] = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+        from factorflow.flows.monitoring import PID_LABEL
+
+        runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+        [run] = [r for r in runs if str((r.labels or {}).get(PID_LABEL)) == str(pid)]
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["publish-decision"])),
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
@@ -450,8 +455,8 @@ def test_cli_rejects_a_worse_challenger_exit_3_flow_failed_with_artifact(data, t
     import asyncio
     import shutil
 
-    from cli_env import CLI, error_lines
-    from prefect_server import running_server, use_server
+    from cli_env import CLI, error_lines, shared_server
+    from prefect_server import use_server
 
     d = tmp_path
     src = d / "syn.csv"
@@ -465,10 +470,14 @@ def test_cli_rejects_a_worse_challenger_exit_3_flow_failed_with_artifact(data, t
     assert first.accepted
     import subprocess
 
-    with running_server(d / "prefect") as server, use_server(server):
-        proc = subprocess.run(CLI + ["retrain", str(src), "--store", store, "--name", "syn", "--rank", "1",
-                                     "--reg", "1e6", "--sweeps", "2", "--workers", "1"],
-                              capture_output=True, text=True, timeout=900, env=server.env(), stdin=subprocess.DEVNULL)
+    server = shared_server()
+    with use_server(server):
+        child = subprocess.Popen(CLI + ["retrain", str(src), "--store", store, "--name", "syn", "--rank", "1",
+                                        "--reg", "1e6", "--sweeps", "2", "--workers", "1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=server.env(),
+                                 stdin=subprocess.DEVNULL)
+        out, err = child.communicate(timeout=900)
+        proc, proc_pid = subprocess.CompletedProcess(child.args, child.returncode, out, err), child.pid
         said = f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
         assert proc.returncode == 3, said
         [line] = error_lines(proc.stderr)
@@ -479,7 +488,7 @@ def test_cli_rejects_a_worse_challenger_exit_3_flow_failed_with_artifact(data, t
         assert "split random-f0.2-s42" in line and f"CURRENT still names {first.version}" in line
         assert reg.current_version(store, "syn") == first.version
         assert meta["status"] == "rejected" and meta["challenge"]["champion"]["obtained"] == "recorded"
-        run, artifacts = asyncio.run(_failed_run_and_decision())
+        run, artifacts = asyncio.run(_failed_run_and_decision(proc_pid))
     assert run.state.is_failed() and "was not published" in run.state.message, run.state
     assert f"{champ_rmse:.4f}" in run.state.message
     [art] = artifacts

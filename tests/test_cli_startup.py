@@ -105,7 +105,7 @@ def test_dead_prefect_api_url_is_one_line(small_csv, tmp_path):
 
 def test_startup_timeout_is_one_line_and_stops_the_server(small_csv, tmp_path):
     home = tmp_path / "prefect"
-    proc = run_cli(["retrain", str(small_csv), "--store", str(tmp_path / "store")], home,
+    proc = run_cli(["retrain", str(small_csv), "--store", str(tmp_path / "store")], home, private_api=True,
                    FACTORFLOW_PREFECT_STARTUP_TIMEOUT="0.01")
     assert proc.returncode == 2, proc.stderr[-2000:]
     [line] = error_lines(proc.stderr)

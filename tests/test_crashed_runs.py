@@ -15,16 +15,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cli_env import CLI
-from prefect_server import running_server, use_server
 
 from factorflow.flows.monitoring import HOST_LABEL, PID_LABEL, PID_START_LABEL, process_labels
 from factorflow.flows.reaper import process_gone, silent_for
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("prefect")) as s, use_server(s):
-        yield s
+def server(shared_prefect_api):
+    """The session's shared ``prefect server start`` (conftest), this module's client pointed at it."""
+    yield shared_prefect_api
 
 
 def _client():

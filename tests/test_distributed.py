@@ -39,11 +39,9 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=START_TIMEOUT_S):
-        yield
+def prefect_server(shared_prefect_api):
+    """The session's shared Prefect server (conftest)."""
+    yield shared_prefect_api
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from prefect_server import running_server, use_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("prefect")) as s, use_server(s):
-        yield s
+def server(shared_prefect_api):
+    """The session's shared ``prefect server start`` (conftest), this module's client pointed at it."""
+    yield shared_prefect_api
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def prefect_server():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
+def prefect_server(shared_prefect_api):
+    """The session's shared Prefect server (conftest)."""
+    yield shared_prefect_api
 
 
 def _task_states(flow_state) -> list[str]:
@@ -63,7 +61,7 @@ def test_retrain_bad_file_is_one_line_without_traceback(tmp_path):
     store = tmp_path / "store"
     # The CLI's own Prefect start-up path: once this failed under load (exit 1) when Prefect's
     # ephemeral server gave up after 20 s; the CLI now waits for its private server.
-    proc = run_cli(["retrain", str(bad), "--store", str(store)], tmp_path / "prefect", timeout=900)
+    proc = run_cli(["retrain", str(bad), "--store", str(store)], tmp_path / "prefect", timeout=900, private_api=True)
     # On failure show everything the CLI said: pytest's repr of the CompletedProcess is cut short,
     # and an exit 1 is only diagnosable from its traceback.
     said = f"exit {proc.returncode}\n--- stderr ---\n{proc.stderr}\n--- stdout ---\n{proc.stdout}"
