@@ -60,7 +60,7 @@ def rating_metrics(
     """``{rmse, mae, n}`` of clipped predictions; with ``cold`` (bool per row) also ``warm``/``cold``.
 
     An empty subset reports ``n = 0`` and rmse/mae ``None`` (no rows; stays valid JSON). Factor
-    tables are scored and summed in one compiled pass (``factorflow._pair_scores.pair_error_sums``:
+    tables are scored and summed in one compiled pass (``factorflow.evaluation._errors``:
     the predictions never exist as an array); any other scorer through ``score_pairs``.
     """
     lo, hi = float(rating_range[0]), float(rating_range[1])
@@ -69,7 +69,7 @@ def rating_metrics(
         r = np.asarray(ratings)
         if u.shape == i.shape == r.shape and u.ndim == 1 and _in_range(u, scorer.n_users) and _in_range(
                 i, scorer.n_items):
-            from factorflow._pair_scores import pair_error_sums
+            from factorflow.evaluation._errors import pair_error_sums
 
             group = np.zeros(0, np.uint8) if cold is None else np.asarray(cold, dtype=bool).astype(np.uint8)
             w, v = np.ascontiguousarray(scorer.user_factors), np.ascontiguousarray(scorer.item_factors)
@@ -95,7 +95,7 @@ def train_rating_metrics(scorer: Scorer, train_csr: sp.spmatrix, *,
     tables in one compiled pass over the CSR (no arrays of users, pairs or predictions)."""
     train = sp.csr_matrix(train_csr)
     if type(scorer) is FactorArrays and train.shape[0] <= scorer.n_users and train.shape[1] <= scorer.n_items:
-        from factorflow._pair_scores import CHUNKS, csr_error_sums
+        from factorflow.evaluation._errors import CHUNKS, csr_error_sums
 
         indptr = train.indptr.astype(np.int64, copy=False)
         bounds = np.searchsorted(indptr, np.linspace(0, train.nnz, CHUNKS + 1), side="left").astype(np.int64)
