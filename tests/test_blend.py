@@ -167,6 +167,21 @@ def test_fold_in_needs_the_recorded_fit(blend, published):
         fold_in(stripped, np.array([1]), np.array([4.0]))
 
 
+def test_a_component_that_cannot_fold_in_refuses_in_one_line():
+    from factorflow.factors import FactorArrays
+    from factorflow.models.blend import _f32_text
+
+    model = Blend(BlendConfig(components="als,u-autorec"))
+    bias = _f32_text(np.zeros(6, np.float32))
+    model.load_fit({"components": [
+        {"kind": "als", "weight": 0.5, "columns": [0, 2], "item_bias": bias, "global_mean": 3.0},
+        {"kind": "u-autorec", "weight": 0.5, "columns": [2, 4], "item_bias": bias, "global_mean": 3.0}]})
+    f32 = np.float32
+    tables = FactorArrays(np.ones((3, 4), f32), np.ones((6, 4), f32), np.zeros(3, f32), np.zeros(6, f32), 3.0)
+    with pytest.raises(ParameterError, match="blend fold-in: component u-autorec cannot fold in new ratings"):
+        model.fold_in(tables, np.array([1, 2]), np.array([4.0, 2.0]))
+
+
 def test_similar_is_the_cosine_of_the_weighted_component_geometries(blend, published):
     from factorflow.serving.published import similar
 

@@ -372,6 +372,9 @@ class Blend:
             model = registry.make_model(config)
             if not isinstance(model, FoldsIn):
                 raise ParameterError(f"blend fold-in: component {config.kind} cannot fold in new ratings")
+            if not isinstance(rec.get("columns"), list) or "item_bias" not in rec or "global_mean" not in rec:
+                raise ParameterError(f"model.json fit: component {config.kind} has no columns, item_bias or "
+                                     "global_mean")
             lo, hi = rec["columns"]
             root = np.sqrt(a)
             own = FactorArrays(  # component k's tables, recovered: Ũ[:, block]/√a, its cₖ and μₖ
