@@ -4,7 +4,9 @@ These are the implementations as they were before the fast paths (issue 11, item
 NumPy: score a block with ``scorer.score_users``, write -inf over disallowed and seen items, rank
 each row by (score desc, item index asc) skipping non-finite scores; the top-N metrics over those
 blocks; pair scores by a chunked float64 ``einsum``. The fast paths must give the same items in the
-same order with bit-identical scores (same blocks of users), and the same metrics to 1e-12.
+same order with bit-identical scores where the arithmetic is exact, scores equal to float32
+rounding and items up to near-ties otherwise (``tests/test_topn_fast.py``), and the same metrics
+to 1e-12.
 """
 
 from __future__ import annotations

@@ -35,6 +35,6 @@ class Scorer(Protocol):
         """r̂ of each user in ``users`` against every item: float32, shape (len(users), n_items);
         a new array the caller may modify. Top-N ranks it with the seen and disallowed items
         skipped (:func:`factorflow.serving.topn.top_n_blocks`); a
-        :class:`~factorflow.factors.FactorArrays` is ranked there without this call (its product
-        and biases are computed in place, with the same bits)."""
+        :class:`~factorflow.factors.FactorArrays` is ranked there without this call (tiles of the
+        same formula; the product's last bit may differ by shape)."""
         ...

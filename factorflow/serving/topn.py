@@ -1,12 +1,13 @@
 """Top-N recommendations: pure functions over a scorer or factor arrays, no I/O.
 
 Every score is the model's prediction r̂ (for factor models r̂_ij = w_iᵀu_j + b_i + c_j + μ,
-spec §4) in float32, as published. Known users and the batch file are scored through the
-:class:`~factorflow.serving.scoring.Scorer` interface (``score_users``), so the batch file,
-the top-N metrics and ``recommend`` rank alike: the same formula, bit for bit for the same
-block of users (the BLAS product may round the last bit differently in a block of another
-shape, e.g. one user alone). Rankings are by score, descending; ties go to the smaller item
-index, so results are deterministic. Cold start is a
+spec §4) in float32, as published. The batch file, the top-N metrics and ``recommend`` rank alike:
+the same formula, ``(w·u + b) + (c + μ)`` (:meth:`~factorflow.factors.FactorArrays.score_users`;
+any other :class:`~factorflow.serving.scoring.Scorer` through its ``score_users``). The BLAS
+product may round the last bit differently for another set of users (the batch file's tiles, one
+user alone), so items whose scores differ by about float32 rounding may order either way between
+them. Rankings are by score, descending; ties go to the smaller item index, so results are
+deterministic. Cold start is a
 contract, not a NaN: an unknown user gets :func:`popular_fallback` (flagged
 ``fallback=True``); a new user with a few ratings is folded in by the model
 (:mod:`factorflow.serving.foldin`) and ranked with :func:`top_n_for_vector`. Similar items by
