@@ -75,8 +75,9 @@ class FactorArrays:
         Computed as ``W[users] @ Uᵀ + b[users, None] + (c + μ)`` in float32, in that order, so the
         batch file, the top-N metrics and ``recommend`` give bit-identical scores for the same
         block of users (BLAS may round a product differently in a block of another shape).
-        :func:`factorflow.serving.topn.top_n_blocks` adds the biases inside its compiled
-        selection instead, in the same order, from :meth:`item_terms` and :meth:`user_products`.
+        :func:`factorflow.serving.topn.top_n_blocks` scores in cache-sized tiles of its own (its
+        BLAS products, then the biases from :meth:`item_terms` in the same order, inside its
+        compiled selection), so its scores agree with these to float32 rounding, not bit for bit.
         """
         who = np.asarray(users, dtype=np.int64)
         item_t, offset = self.item_terms()
