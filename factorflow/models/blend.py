@@ -260,8 +260,9 @@ def combine(config: BlendConfig, fits: list[ComponentFit], validation_ratings: n
             rating_range: tuple[float, float] | None = None) -> tuple[FactorArrays, dict[str, Any]]:
     """Steps 3–4: the weights from the components' validation predictions, then the exact blended
     tables of their full-TRAIN fits. Returns (tables, what ``model.json["fit"]`` records: weights,
-    intercept, each component's validation RMSE, columns, μₖ and item biases cₖ — fold-in's
-    state — and the blend's validation RMSE). RMSEs are clipped to ``rating_range`` when given."""
+    intercept, each component's validation RMSE, seconds, columns, μₖ and item biases cₖ —
+    fold-in's state —, the blend's validation RMSE and ``component_seconds``, the components'
+    fits added). RMSEs are clipped to ``rating_range`` when given."""
     r = np.asarray(validation_ratings, dtype=np.float64)
     p = np.column_stack([f.validation for f in fits]) if fits else np.zeros((len(r), 0))
     intercept, weights = fit_blend_weights(p, r, config.ridge)
@@ -282,7 +283,7 @@ def combine(config: BlendConfig, fits: list[ComponentFit], validation_ratings: n
     info = {"intercept": float(intercept), "weights": [float(a) for a in weights],
             "validation_rmse": rmse(blended_val, r, rating_range),
             "validation": {"fraction": config.validation_fraction, "seed": config.seed, "n": int(len(r))},
-            "seconds": float(sum(f.seconds for f in fits)), "components": components}
+            "component_seconds": float(sum(f.seconds for f in fits)), "components": components}
     return tables, info
 
 

@@ -42,6 +42,7 @@ class BlendPlan:
     n_validation: int
     partitions: PartitionsRef | None = None
     components: tuple[RunRef, ...] = field(default_factory=tuple)
+    started: float = 0.0  # time.time() when prepare began: the blend's wall seconds count from here
 
 
 def composite(config: Any) -> bool:
@@ -70,6 +71,7 @@ def prepare(config: BlendConfig, split: SplitRef, run: RunRef, n_blocks: int | N
     ``partitioned``, TRAIN − V as ``n_blocks`` (default: from its size) blocks per side."""
     from factorflow.data.partitions import default_n_blocks, write_csr_partitions
 
+    started = time.time()
     fit_part, (users, items, ratings) = validation_split(train_csr(split), config)
     write_arrays(run.file(layout.RUN_BLEND_VALIDATION), users=users, items=items, ratings=ratings)
     parts = None
@@ -78,7 +80,7 @@ def prepare(config: BlendConfig, split: SplitRef, run: RunRef, n_blocks: int | N
         parts = write_csr_partitions(run.file(layout.RUN_BLEND_FIT_PART), f"{split.split}-blend-fit",
                                      fit_part, n_blocks or default_n_blocks(fit_part.nnz), progress)
     runs = tuple(component_run(run, n, c.kind) for n, c in enumerate(config.component_configs()))
-    return BlendPlan(run, int(len(ratings)), parts, runs)
+    return BlendPlan(run, int(len(ratings)), parts, runs, started)
 
 
 def validation_fit(component: Any, index: int, config: BlendConfig, split: SplitRef, plan: BlendPlan, *,
@@ -105,9 +107,10 @@ def combine_runs(config: BlendConfig, plan: BlendPlan, validations: list[dict[st
                  rating_range: tuple[float, float]) -> RunRef:
     """Step 3: the weights from the components' V predictions, the exact tables of their full
     fits (``runs``, in component order), saved as the blend's run (no history: a blend has no
-    steps; ``fit`` is :func:`~factorflow.models.blend.combine`'s record). Its ``seconds`` are the
-    components' fits (both) added, plus this step."""
-    started = time.perf_counter()
+    steps; ``fit`` is :func:`~factorflow.models.blend.combine`'s record). Its ``seconds`` are wall
+    seconds from :func:`prepare` to the end of this step — the components ran side by side, beside
+    whatever else the flow ran, as every ``compare`` row's seconds do; ``fit["component_seconds"]``
+    adds up the components' own fits."""
     components = config.component_configs()
     if len(validations) != len(components) or len(runs) != len(components):
         raise ValueError(f"blend: {len(components)} components, {len(validations)} validation fits, {len(runs)} runs")
@@ -117,7 +120,7 @@ def combine_runs(config: BlendConfig, plan: BlendPlan, validations: list[dict[st
         fits.append(ComponentFit(c, read_arrays(v["predictions"])["predictions"], load_run_factors(r),
                                  float(v["seconds"]) + float(r.seconds or 0.0), dict(r.fit)))
     tables, info = combine(config, fits, ratings, rating_range)
-    seconds = info["seconds"] + time.perf_counter() - started
+    seconds = time.time() - plan.started if plan.started else info["component_seconds"]
     workers = [r.dask_workers for r in runs if r.dask_workers]
     run = plan.run.trained(config.kind, config_params(config), max(workers) if workers else None, seconds=seconds,
                            fit=info)
