@@ -4,20 +4,7 @@ from __future__ import annotations
 
 from numba import njit
 
-
-@njit(cache=True, nogil=True, inline="always")
-def _in_sorted(items, lo, hi, j):  # pragma: no cover - compiled
-    """``j in items[lo:hi]`` (sorted) by binary search."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        x = items[mid]
-        if x < j:
-            lo = mid + 1
-        elif x > j:
-            hi = mid
-        else:
-            return True
-    return False
+from factorflow.serving._select import _is_seen as _in_sorted  # j in a sorted slice, binary search
 
 
 @njit(cache=True, nogil=True)
