@@ -149,7 +149,7 @@ def test_worker_killed_while_solving(parts, reference, dask_procs, client):
             with Client(dask_procs.address, timeout=f"{START_TIMEOUT_S}s") as watcher:
                 while not done.is_set():
                     busy = {w for w, keys in watcher.processing().items()
-                            if any(str(k).startswith("_solve-") for k in keys)}
+                            if any(str(k).startswith("_solve_group-") for k in keys)}
                     if busy:
                         holders = {w for k, who in watcher.who_has().items() if str(k).startswith("tuple-")
                                    for w in who}

@@ -94,59 +94,83 @@ def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg
                        reg_bias, bounds, dual_below):  # pragma: no cover - compiled
     """Rows in ``prange`` over the rating-balanced row ranges ``bounds``; each row independent."""
     n_rows = indptr.shape[0] - 1
-    k = other_factors.shape[1]
-    d = k + 1
-    factors = np.zeros((n_rows, k), dtype=other_factors.dtype)
+    factors = np.zeros((n_rows, other_factors.shape[1]), dtype=other_factors.dtype)
     bias = np.zeros(n_rows, dtype=other_factors.dtype)
     n_chunks = bounds.shape[0] - 1
     sse_parts = np.zeros(max(n_chunks, 1))
     for ch in prange(n_chunks):
-        e4 = (k + 2 + 3) & ~3  # rows of z = [u_j; 1; t_j], padded to the 4-row tile
-        zt = np.zeros((e4, FLUSH + 32), dtype=other_factors.dtype)  # a run's z, transposed (+8 pad, +24 anti-aliasing)
-        g = np.empty((e4, e4 + 2), dtype=other_factors.dtype)  # the run's Σ z zᵀ (lower tiles)
-        a = np.empty((d, d), dtype=np.float64)  # the (K+1)² system, then its Cholesky factor
-        nd = max(d, dual_below)
-        rhs = np.empty(nd, dtype=np.float64)
-        x = np.empty(nd, dtype=np.float64)
-        yb = np.empty((max(dual_below, 1), k), dtype=np.float64)  # a short row's gathered u_j (dual form)
-        h = np.empty((max(dual_below, 1), max(dual_below, 1)), dtype=np.float64)  # its n × n system
-        sse = 0.0
-        for i in range(bounds[ch], bounds[ch + 1]):
-            start = indptr[i]
-            stop = indptr[i + 1]
-            if stop == start:
-                continue
-            n = stop - start
-            lam = reg + reg_n * n
-            lam_b = lam if reg_bias < 0.0 else reg_bias
-            if n < dual_below and lam > 0.0 and lam_b > 0.0:
-                _dual_solve(indices, data, other_factors, other_bias, mu, start, stop, lam, lam_b, yb, h, rhs, x)
-            else:
-                for lo in range(start, stop, FLUSH):
-                    hi = min(stop, lo + FLUSH)
-                    _gram_tiled(indices, data, other_factors, other_bias, mu, lo, hi, zt, g)
-                    if lo == start:  # Σ ũ ũᵀ (with the bias row) and, from z's last row, Σ t ũ
-                        for r in range(d):
-                            for s in range(r + 1):
-                                a[r, s] = g[r, s]
-                        for s in range(d):
-                            rhs[s] = g[k + 1, s]
-                    else:
-                        for r in range(d):
-                            for s in range(r + 1):
-                                a[r, s] += g[r, s]
-                        for s in range(d):
-                            rhs[s] += g[k + 1, s]
-                for r in range(k):
-                    a[r, r] += lam
-                a[k, k] += lam_b  # a[k, k] already holds n
-                _cholesky_solve(a, rhs, x, d)
-            for q in range(k):
-                factors[i, q] = x[q]
-            bias[i] = x[k]
-            sse += _row_sse(indices, data, other_factors, other_bias, mu, start, stop, factors[i], bias[i])
-        sse_parts[ch] = sse
+        sse_parts[ch] = _solve_range(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n, reg_bias,
+                                     bounds[ch], bounds[ch + 1], dual_below, factors, bias)
     return factors, bias, sse_parts.sum()
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _solve_block_serial(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n,
+                        reg_bias, bounds, dual_below):  # pragma: no cover - compiled
+    """:func:`_solve_block_numba` in the calling thread alone: no threading layer is entered, so
+    any number of threads may run it at once (numba's workqueue layer allows one parallel call at a time)."""
+    n_rows = indptr.shape[0] - 1
+    factors = np.zeros((n_rows, other_factors.shape[1]), dtype=other_factors.dtype)
+    bias = np.zeros(n_rows, dtype=other_factors.dtype)
+    n_chunks = bounds.shape[0] - 1
+    sse_parts = np.zeros(max(n_chunks, 1))
+    for ch in range(n_chunks):
+        sse_parts[ch] = _solve_range(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n, reg_bias,
+                                     bounds[ch], bounds[ch + 1], dual_below, factors, bias)
+    return factors, bias, sse_parts.sum()
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _solve_range(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n, reg_bias, lo, hi,
+                 dual_below, factors, bias):  # pragma: no cover - compiled
+    """Solve rows ``lo:hi`` into ``factors`` and ``bias``; returns their sse."""
+    k = other_factors.shape[1]
+    d = k + 1
+    e4 = (k + 2 + 3) & ~3  # rows of z = [u_j; 1; t_j], padded to the 4-row tile
+    zt = np.zeros((e4, FLUSH + 32), dtype=other_factors.dtype)  # a run's z, transposed (+8 pad, +24 anti-aliasing)
+    g = np.empty((e4, e4 + 2), dtype=other_factors.dtype)  # the run's Σ z zᵀ (lower tiles)
+    a = np.empty((d, d), dtype=np.float64)  # the (K+1)² system, then its Cholesky factor
+    nd = max(d, dual_below)
+    rhs = np.empty(nd, dtype=np.float64)
+    x = np.empty(nd, dtype=np.float64)
+    yb = np.empty((max(dual_below, 1), k), dtype=np.float64)  # a short row's gathered u_j (dual form)
+    h = np.empty((max(dual_below, 1), max(dual_below, 1)), dtype=np.float64)  # its n × n system
+    sse = 0.0
+    for i in range(lo, hi):
+        start = indptr[i]
+        stop = indptr[i + 1]
+        if stop == start:
+            continue
+        n = stop - start
+        lam = reg + reg_n * n
+        lam_b = lam if reg_bias < 0.0 else reg_bias
+        if n < dual_below and lam > 0.0 and lam_b > 0.0:
+            _dual_solve(indices, data, other_factors, other_bias, mu, start, stop, lam, lam_b, yb, h, rhs, x)
+        else:
+            for lo_r in range(start, stop, FLUSH):
+                hi_r = min(stop, lo_r + FLUSH)
+                _gram_tiled(indices, data, other_factors, other_bias, mu, lo_r, hi_r, zt, g)
+                if lo_r == start:  # Σ ũ ũᵀ (with the bias row) and, from z's last row, Σ t ũ
+                    for r in range(d):
+                        for s in range(r + 1):
+                            a[r, s] = g[r, s]
+                    for s in range(d):
+                        rhs[s] = g[k + 1, s]
+                else:
+                    for r in range(d):
+                        for s in range(r + 1):
+                            a[r, s] += g[r, s]
+                    for s in range(d):
+                        rhs[s] += g[k + 1, s]
+            for r in range(k):
+                a[r, r] += lam
+            a[k, k] += lam_b  # a[k, k] already holds n
+            _cholesky_solve(a, rhs, x, d)
+        for q in range(k):
+            factors[i, q] = x[q]
+        bias[i] = x[k]
+        sse += _row_sse(indices, data, other_factors, other_bias, mu, start, stop, factors[i], bias[i])
+    return sse
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -474,7 +498,8 @@ def solve_block(
     with numba_threads(threads) as n_threads:
         bounds = row_ranges(args[0], 16 * n_threads, args[3].shape[1])
         reg0, reg_n = _reg_terms(reg, weighted, reg_per_rating)
-        f, b, sse = _solve_block_numba(*args, float(mu), reg0, reg_n, rb, bounds, dual_below(args[3].shape[1]))
+        kernel = _solve_block_serial if n_threads == 1 else _solve_block_numba
+        f, b, sse = kernel(*args, float(mu), reg0, reg_n, rb, bounds, dual_below(args[3].shape[1]))
     return f, b, float(sse)
 
 

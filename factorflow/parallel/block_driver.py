@@ -2,14 +2,18 @@
 
 Any model with the :class:`~factorflow.models.base.BlockAlternating` capability (ALS now) is
 fitted here by the shared loop :func:`factorflow.models.loop.fit_alternating`; this module only
-supplies its ``solve_side``. Per half-step it maps the model's pure kernel ``solve_rows`` over
-the row blocks of one side, with the other side's factors scattered once (to one worker; the
-others fetch it from there when their first block needs it), and gathers the new factors on
-the driver — so the task graph holds P tasks per half-step and never grows with the number of
-steps. The model's ``half_step_context`` (e.g. a hyper-parameter draw) travels with the
-scatter. Blocks are loaded once onto the workers and stay there across steps. Each row's solve
-is independent of the blocking, so the result equals the model's serial ``fit`` (same seed ⇒
-same factors, any worker or block count).
+supplies its ``solve_side``. Blocks are loaded once onto the workers, dealt round-robin over
+their threads, and stay there across steps. Per half-step the other side's factors are
+scattered once (to one worker; the others fetch it from there), and each worker gets one task
+that runs the model's pure kernel ``solve_rows`` over the blocks it holds — its share of the
+host's cores solving that many blocks at once, one numba thread each — and the new factors are
+gathered on the driver. So no block moves, the driver handles one result per worker, and the
+task graph never grows with the number of steps. (One task per block cost 1.5–2.7× the
+in-process sweep at rank 10: the driver and scheduler spent a core on 64 results per
+half-step, and work stealing moved blocks between workers.) The model's ``half_step_context``
+(e.g. a hyper-parameter draw) travels with the scatter. Each row's solve is independent of the
+blocking, so the result equals the model's serial ``fit`` (same seed ⇒ same factors, any
+worker or block count).
 
 Losing a worker mid-fit (killed, out of memory, network) costs time, never data or results:
 
@@ -34,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +50,7 @@ from factorflow.models.base import BlockAlternating, StepCallback
 from factorflow.models.loop import fit_alternating
 from factorflow.progress import Progress
 from factorflow.storage.partitions import PartitionsRef, RowBlock, load_block
-from factorflow.threads import numba_threads, share_of_cores
+from factorflow.threads import cores, numba_threads
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +67,30 @@ class _WorkerLost(Exception):
 
 
 def _solve(block: RowBlock, shared: tuple[tuple[np.ndarray, np.ndarray], Any], mu: float,
-           model: BlockAlternating, host_threads: dict[str, int]) -> tuple[Any, ...]:
-    """The model's kernel on one block, tagged with the block's row range (and its optional
-    per-row extra arrays). It runs with this worker's share of the host's cores as numba threads
-    (cores ÷ worker threads on the host), so the workers together never oversubscribe it."""
+           model: BlockAlternating, threads: int) -> tuple[Any, ...]:
+    """The model's kernel on one block with ``threads`` numba threads, tagged with the block's row
+    range (and its optional per-row extra arrays)."""
     other, context = shared
-    with numba_threads(share_of_cores(_threads_on_my_host(host_threads))):
+    with numba_threads(threads):
         factors, bias, sse, penalty, *extra = model.solve_rows(block.indptr, block.indices, block.data, other,
                                                                mu, context, block.start)
     return block.start, block.stop, factors, bias, float(sse), float(penalty), (extra[0] if extra else None)
+
+
+def _solve_group(blocks: list[RowBlock], shared: tuple[tuple[np.ndarray, np.ndarray], Any], mu: float,
+                 model: BlockAlternating, host_threads: dict[str, int]) -> list[tuple[Any, ...]]:
+    """The kernel on every block this worker holds. The worker's share of its host's cores
+    (cores × its threads ÷ all worker threads on the host) solves that many blocks at once, one
+    numba thread each (the kernels release the GIL): the workers together use every core, never
+    oversubscribe it, and no core idles at the end of a block waiting for the other's rows."""
+    from distributed import get_worker
+
+    mine = get_worker().state.nthreads
+    threads = max(1, cores() * mine // max(mine, _threads_on_my_host(host_threads)))
+    if threads == 1 or len(blocks) == 1:
+        return [_solve(block, shared, mu, model, 1 if len(blocks) > 1 else threads) for block in blocks]
+    with ThreadPoolExecutor(min(threads, len(blocks)), thread_name_prefix="factorflow-block") as pool:
+        return list(pool.map(lambda block: _solve(block, shared, mu, model, 1), blocks))
 
 
 def _threads_on_my_host(host_threads: dict[str, int]) -> int:
@@ -103,7 +122,30 @@ def _load_resident(path: str, side: str, b: int) -> RowBlock:
 
 
 def _load_blocks(client: Client, parts: PartitionsRef, side: str) -> list[Future]:
-    return [client.submit(_load_resident, parts.path, side, b, pure=False) for b in range(len(parts.manifest[side]))]
+    """One ``load_block`` task per block, dealt round-robin over the workers' threads (blocks are
+    balanced by ratings, so each worker holds work in proportion to its threads). The placement
+    is a preference: a block whose worker is gone is loaded again on another one."""
+    slots = [addr for addr, w in sorted(client.scheduler_info(n_workers=-1)["workers"].items())
+             for _ in range(max(1, int(w.get("nthreads", 1))))]
+    return [client.submit(_load_resident, parts.path, side, b, pure=False,
+                          **_prefer(slots[b % len(slots)] if slots else None))
+            for b in range(len(parts.manifest[side]))]
+
+
+def _prefer(worker: str | None) -> dict[str, Any]:
+    """``submit`` options that prefer ``worker`` (any worker when it is gone or None)."""
+    return {"workers": [worker], "allow_other_workers": True} if worker else {}
+
+
+def _by_holder(client: Client, blocks: list[Future]) -> dict[str | None, list[Future]]:
+    """The block futures grouped by the worker holding each (None: held by none right now, e.g.
+    being loaded again after its worker died)."""
+    who = client.who_has(blocks)
+    groups: dict[str | None, list[Future]] = {}
+    for f in blocks:
+        holders = sorted(who.get(f.key) or ())
+        groups.setdefault(holders[0] if holders else None, []).append(f)
+    return groups
 
 
 def _half_step(client: Client, blocks: list[Future], other: tuple[np.ndarray, np.ndarray], context: Any,
@@ -131,9 +173,12 @@ def _half_step_once(client: Client, blocks: list[Future], other: tuple[np.ndarra
         [other_f] = client.scatter([(other, context)], hash=False)
     except OSError as exc:  # CommClosedError: the worker it went to died
         raise _WorkerLost(f"scatter failed: {type(exc).__name__}: {exc}") from exc
-    futures = [client.submit(_solve, blk, other_f, mu, model, host_threads, pure=False) for blk in blocks]
+    # One task per worker over the blocks it holds: no block moves, and the driver handles a few
+    # results per half-step instead of one per block.
+    futures = [client.submit(_solve_group, group, other_f, mu, model, host_threads, pure=False, **_prefer(holder))
+               for holder, group in _by_holder(client, blocks).items()]
     try:
-        results = client.gather(futures)
+        results = [r for group in client.gather(futures) for r in group]
     except CancelledError as exc:  # every holder of the scattered factors died: dependents cancelled
         raise _WorkerLost(f"{type(exc).__name__}: {exc}") from exc
     finally:
