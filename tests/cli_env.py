@@ -24,7 +24,8 @@ def shared_server():
     server's own start-up (the CLI's private one, ``serve``'s): started on first use, stopped by
     :func:`stop_shared_server` at the session's end or at exit. Each CLI run or test module
     pointed at it skips starting and stopping a server of its own: seconds each, minutes per suite.
-    Tests find their runs by id, so sharing the database changes nothing they check."""
+    Tests find their runs by id, so sharing the database changes nothing they check. Under
+    pytest-xdist each worker process is a session of its own, with its own server."""
     if "server" not in _shared:
         from prefect_server import running_server
 
