@@ -141,7 +141,7 @@ def child_fit(args: argparse.Namespace) -> dict:
             _, history = fit_blocks(client, parts, model)
             out["fit_seconds"] = time.perf_counter() - t0
     else:
-        from factorflow.data.partitions import assemble
+        from factorflow.storage.partitions import assemble
 
         t0 = time.perf_counter()
         m = assemble([load_block(parts.path, "user", b) for b in range(len(parts.manifest["user"]))])

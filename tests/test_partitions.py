@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from factorflow.cli import main
 from factorflow.data.ingest import ingest_source
 from factorflow.data.partitions import (
-    assemble,
     balanced_boundaries,
     build_partitions,
     default_n_blocks,
@@ -23,7 +22,7 @@ from factorflow.data.partitions import (
 from factorflow.data.splits import make_split
 from factorflow.data.synth import write_synthetic_csv
 from factorflow.errors import NotFoundError, ParameterError
-from factorflow.storage.partitions import PartitionsRef, load_block, load_partitions
+from factorflow.storage.partitions import PartitionsRef, assemble, load_block, load_partitions
 from factorflow.storage.splits import read_train, train_csr
 
 ML_SMALL = os.path.join(os.path.dirname(__file__), "data", "ml-latest-small", "ratings.csv")
@@ -229,3 +228,42 @@ def test_fsspec_store_round_trip():
     blocks = [load_block(ref.path, "item", b) for b in range(4)]
     assert (assemble(blocks) != train_csr(split).T.tocsr()).nnz == 0
     assert build_partitions(split, 4).reused and make_split(snap, "random", seed=3).reused
+
+
+def test_train_csr_reads_the_user_blocks_when_written_and_equals_the_parquet_one(ml_split, tmp_path):
+    """Once a partition set exists, ``train_csr`` stacks its user blocks: the same matrix as
+    decoding train.parquet. A set whose block fails its checksum is passed over."""
+    import scipy.sparse as sp
+
+    import factorflow.storage.splits as splits_mod
+
+    _, split = ml_split
+    ref = build_partitions(split, 5)
+    t = read_train(split)
+    expect = sp.csr_matrix((t.column("rating").to_numpy(), (t.column("user_idx").to_numpy(),
+                                                           t.column("item_idx").to_numpy())),
+                           shape=(split.manifest["n_users"], split.manifest["n_items"]))
+    expect.sort_indices()
+    got = splits_mod._csr_from_user_blocks(split)
+    assert got is not None and got.shape == expect.shape and got.dtype == np.float32
+    assert np.array_equal(got.indptr, expect.indptr) and np.array_equal(got.indices, expect.indices)
+    assert np.array_equal(got.data, expect.data)
+    assert (train_csr(split) != expect).nnz == 0
+
+    # a damaged block in every set: the blocks are passed over and train.parquet is read instead
+    import glob
+
+    blocks = glob.glob(os.path.join(split.path, "partitions", "p*", "user_000.npz"))
+    assert os.path.join(ref.path, "user_000.npz") in blocks
+    saved = {b: open(b, "rb").read() for b in blocks}
+    try:
+        for b, good in saved.items():
+            with open(b, "r+b") as f:
+                f.seek(len(good) // 2)
+                f.write(bytes(x ^ 0xFF for x in good[len(good) // 2: len(good) // 2 + 16]))
+        assert splits_mod._csr_from_user_blocks(split) is None
+        assert (train_csr(split) != expect).nnz == 0
+    finally:
+        for b, good in saved.items():
+            with open(b, "wb") as f:
+                f.write(good)

@@ -12,8 +12,7 @@ written, and read back (``RowBlock``, ``load_block``, ``load_partitions``), by
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator, Sequence
-from itertools import pairwise
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,7 +25,7 @@ from factorflow.storage.splits import train_csr
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-    from factorflow.storage.partitions import PartitionsRef, RowBlock
+    from factorflow.storage.partitions import PartitionsRef
     from factorflow.storage.splits import SplitRef
 
 
@@ -133,23 +132,3 @@ def write_csr_partitions(split_path: str, split_name: str, by_user: sp.csr_matri
                 yield side, b, _block_arrays(m, int(bnd[b]), int(bnd[b + 1]))
 
     return write_partitions(split_path, int(n_blocks), manifest, blocks(), total=total, progress=progress)
-
-
-def assemble(blocks: Sequence[RowBlock]) -> sp.csr_matrix:
-    """Stack contiguous row blocks back into one CSR (rows ``[first.start, last.stop)``)."""
-    import scipy.sparse as sp
-
-    blocks = sorted(blocks, key=lambda blk: blk.start)
-    if not blocks:
-        raise ValueError("assemble: no blocks given")
-    for a, b in pairwise(blocks):
-        if a.stop != b.start:
-            raise ValueError(f"assemble: rows [{a.stop}, {b.start}) are missing between blocks {a.block} and {b.block}")
-    offsets = np.cumsum([0] + [blk.nnz for blk in blocks])
-    indptr = np.concatenate([[0]] + [blk.indptr[1:] + off for blk, off in zip(blocks, offsets, strict=False)])
-    indices = np.concatenate([blk.indices for blk in blocks])
-    data = np.concatenate([blk.data for blk in blocks])
-    n_cols = max(blk.n_cols for blk in blocks) or (int(indices.max()) + 1 if indices.size else 0)
-    n_rows = blocks[-1].stop - blocks[0].start
-    idx = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
-    return sp.csr_matrix((data, indices, indptr.astype(idx)), shape=(n_rows, n_cols))

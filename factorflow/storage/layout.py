@@ -100,6 +100,11 @@ def partitions_dir(split_path: str, n_blocks: int) -> str:
     return join(split_path, "partitions", f"p{n_blocks}")
 
 
+def partitions_manifests_glob(split_path: str) -> str:
+    """A glob matching the manifest of every partition set of a split folder."""
+    return join(split_path, "partitions", "p*", PARTITIONS_MANIFEST_FILE)
+
+
 def partitions_manifest(partitions_path: str) -> str:
     return join(partitions_path, PARTITIONS_MANIFEST_FILE)
 

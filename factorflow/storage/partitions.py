@@ -15,10 +15,11 @@ import hashlib
 import io
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from factorflow.storage import layout
 from factorflow.storage.checksums import verify
 from factorflow.storage.fs import atomic_dir, open_store, read_json, url_of, write_json
 from factorflow.storage.layout import block_file
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 SIDES = ("user", "item")
 MANIFEST = layout.PARTITIONS_MANIFEST_FILE
@@ -211,3 +215,23 @@ def _read_block(path: str, side: str, b: int) -> RowBlock:
             data=np.asarray(z["data"], dtype=np.float32),
             n_cols=int(z["n_cols"]),
         )
+
+
+def assemble(blocks: Sequence[RowBlock]) -> sp.csr_matrix:
+    """Stack contiguous row blocks back into one CSR (rows ``[first.start, last.stop)``)."""
+    import scipy.sparse as sp
+
+    blocks = sorted(blocks, key=lambda blk: blk.start)
+    if not blocks:
+        raise ValueError("assemble: no blocks given")
+    for a, b in pairwise(blocks):
+        if a.stop != b.start:
+            raise ValueError(f"assemble: rows [{a.stop}, {b.start}) are missing between blocks {a.block} and {b.block}")
+    offsets = np.cumsum([0] + [blk.nnz for blk in blocks])
+    indptr = np.concatenate([[0]] + [blk.indptr[1:] + off for blk, off in zip(blocks, offsets, strict=False)])
+    indices = np.concatenate([blk.indices for blk in blocks])
+    data = np.concatenate([blk.data for blk in blocks])
+    n_cols = max(blk.n_cols for blk in blocks) or (int(indices.max()) + 1 if indices.size else 0)
+    n_rows = blocks[-1].stop - blocks[0].start
+    idx = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
+    return sp.csr_matrix((data, indices, indptr.astype(idx)), shape=(n_rows, n_cols))
