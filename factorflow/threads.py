@@ -21,12 +21,6 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def share_of_cores(threads_on_host: int) -> int:
-    """numba threads for one task when ``threads_on_host`` tasks may run at once on this host:
-    ``max(1, cores // threads_on_host)``."""
-    return max(1, cores() // max(1, int(threads_on_host)))
-
-
 @contextmanager
 def numba_threads(threads: int | None) -> Iterator[int]:
     """Run the block with ``threads`` numba threads in this thread (None: keep the current
