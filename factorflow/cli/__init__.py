@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from factorflow import __version__
+from factorflow.cli._tracebacks import no_ast_in_tracebacks
 from factorflow.errors import FactorflowError
 
 
@@ -46,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Prefect's ephemeral server otherwise races its telemetry heartbeat against the flow
     # for the SQLite lock and prints a traceback; the user can still turn it on.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    no_ast_in_tracebacks()  # flows run tasks in threads: see cli/_tracebacks.py
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
