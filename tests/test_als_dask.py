@@ -29,15 +29,18 @@ def serial(split):
     return ALS(CONFIG).fit(train_csr(split))
 
 
-@pytest.mark.parametrize("n_workers,n_blocks", [(1, 4), (2, 7)])
+@pytest.mark.parametrize("n_workers,n_blocks", [(1, 4), (2, 7), (None, 7)])
 def test_dask_matches_serial(split, serial, n_workers, n_blocks):
+    """Single-threaded worker processes, and the default LocalCluster: one process whose threads
+    (one per core) solve blocks side by side."""
     from factorflow.data.partitions import build_partitions
     from factorflow.parallel.block_driver import fit_blocks
-    from factorflow.parallel.cluster import dask_client
+    from factorflow.parallel.cluster import dask_client, default_workers
 
     parts = build_partitions(split, n_blocks)
     with dask_client(n_workers=n_workers) as client:
-        assert len(client.scheduler_info()["workers"]) == n_workers
+        workers = client.scheduler_info()["workers"].values()
+        assert [w["nthreads"] for w in workers] == ([1] * n_workers if n_workers else [default_workers()])
         factors, history = fit_blocks(client, parts, ALS(CONFIG))
     want = serial.factors()
     np.testing.assert_allclose(factors.user_factors, want.user_factors, atol=1e-6)

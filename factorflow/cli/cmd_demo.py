@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--items", type=int, default=DEMO["items"])
     p.add_argument("--ratings", type=int, default=DEMO["ratings"])
     p.add_argument("--seed", type=int, default=DEMO["seed"])
-    p.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
+    p.add_argument("--workers", type=int,
+                    help="a LocalCluster of N single-threaded processes (default: 1 process, a thread per core)")
     p.set_defaults(func=run)
 
 

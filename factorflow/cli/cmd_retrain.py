@@ -46,7 +46,8 @@ def add_compute_args(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("compute")
     c.add_argument("--dask-address", help="tcp://HOST:PORT of a running Dask scheduler "
                                           "(default: $FACTORFLOW_DASK_ADDRESS, else a LocalCluster)")
-    c.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
+    c.add_argument("--workers", type=int,
+                    help="a LocalCluster of N single-threaded processes (default: 1 process, a thread per core)")
     c.add_argument("--blocks", type=int, help="partition blocks P per side (default: from the rating count)")
     c.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                    help="gpu: train a Keras model on a worker of the Dask cluster (--dask-address) started with "

@@ -85,8 +85,10 @@ def _solve_group(blocks: list[RowBlock], shared: tuple[tuple[np.ndarray, np.ndar
     oversubscribe it, and no core idles at the end of a block waiting for the other's rows."""
     from distributed import get_worker
 
-    mine = get_worker().state.nthreads
-    threads = max(1, cores() * mine // max(mine, _threads_on_my_host(host_threads)))
+    state = get_worker().state
+    mine = state.nthreads
+    # its share of the host's cores, split between the tasks running on it now (concurrent fits)
+    threads = max(1, cores() * mine // max(mine, _threads_on_my_host(host_threads)) // max(1, state.executing_count))
     if threads == 1 or len(blocks) == 1:
         return [_solve(block, shared, mu, model, 1 if len(blocks) > 1 else threads) for block in blocks]
     with ThreadPoolExecutor(min(threads, len(blocks)), thread_name_prefix="factorflow-block") as pool:
