@@ -4,9 +4,9 @@ The address comes from the ``address`` argument, else ``$FACTORFLOW_DASK_ADDRESS
 ``$DASK_SCHEDULER_ADDRESS``, else — when this code runs inside a Dask worker (a task of
 Prefect's Dask task runner) — that worker's own scheduler; with none, a LocalCluster is started:
 by default one worker process with a thread per core (the block kernels release the GIL, so its
-threads solve blocks side by side and share one copy of the other side's factors; two
-single-threaded processes on 2 cores cost 1.28 → 1.35 and 1.21 → 1.49 times the in-process
-sweep at ranks 64 and 10), or ``n_workers`` single-threaded processes when asked.
+threads solve blocks side by side and share one copy of the other side's factors: on 2 cores
+a Dask sweep cost 1.17× and 1.13× the in-process one at ranks 64 and 10, against 1.35× and 1.49×
+with two single-threaded processes), or ``n_workers`` single-threaded processes when asked.
 
 Inside a worker, a fit on the worker's own cluster drives its block tasks through
 ``distributed.worker_client()``, which secedes the task's thread from the worker's pool while it
