@@ -35,12 +35,12 @@ def test_dask_matches_serial(split, serial, n_workers, n_blocks):
     (one per core) solve blocks side by side."""
     from factorflow.data.partitions import build_partitions
     from factorflow.parallel.block_driver import fit_blocks
-    from factorflow.parallel.cluster import dask_client, default_workers
+    from factorflow.parallel.cluster import dask_client, default_threads
 
     parts = build_partitions(split, n_blocks)
     with dask_client(n_workers=n_workers) as client:
         workers = client.scheduler_info()["workers"].values()
-        assert [w["nthreads"] for w in workers] == ([1] * n_workers if n_workers else [default_workers()])
+        assert [w["nthreads"] for w in workers] == ([1] * n_workers if n_workers else [default_threads()])
         factors, history = fit_blocks(client, parts, ALS(CONFIG))
     want = serial.factors()
     np.testing.assert_allclose(factors.user_factors, want.user_factors, atol=1e-6)

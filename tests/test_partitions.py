@@ -235,7 +235,11 @@ def test_train_csr_reads_the_user_blocks_when_written_and_equals_the_parquet_one
     decoding train.parquet. A set whose block fails its checksum is passed over."""
     import scipy.sparse as sp
 
-    import factorflow.storage.splits as splits_mod
+    from factorflow.storage.partitions import stacked_user_blocks
+
+    def from_blocks():
+        m = split.manifest
+        return stacked_user_blocks(split.path, m["n_users"], m["n_items"], m["n_train"])
 
     _, split = ml_split
     ref = build_partitions(split, 5)
@@ -244,7 +248,7 @@ def test_train_csr_reads_the_user_blocks_when_written_and_equals_the_parquet_one
                                                            t.column("item_idx").to_numpy())),
                            shape=(split.manifest["n_users"], split.manifest["n_items"]))
     expect.sort_indices()
-    got = splits_mod._csr_from_user_blocks(split)
+    got = from_blocks()
     assert got is not None and got.shape == expect.shape and got.dtype == np.float32
     assert np.array_equal(got.indptr, expect.indptr) and np.array_equal(got.indices, expect.indices)
     assert np.array_equal(got.data, expect.data)
@@ -261,7 +265,7 @@ def test_train_csr_reads_the_user_blocks_when_written_and_equals_the_parquet_one
             with open(b, "r+b") as f:
                 f.seek(len(good) // 2)
                 f.write(bytes(x ^ 0xFF for x in good[len(good) // 2: len(good) // 2 + 16]))
-        assert splits_mod._csr_from_user_blocks(split) is None
+        assert from_blocks() is None
         assert (train_csr(split) != expect).nnz == 0
     finally:
         for b, good in saved.items():

@@ -93,12 +93,8 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}  # lets LLVM vectorize the reduct
 def _solve_block_numba(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n,
                        reg_bias, bounds, dual_below):  # pragma: no cover - compiled
     """Rows in ``prange`` over the rating-balanced row ranges ``bounds``; each row independent."""
-    n_rows = indptr.shape[0] - 1
-    factors = np.zeros((n_rows, other_factors.shape[1]), dtype=other_factors.dtype)
-    bias = np.zeros(n_rows, dtype=other_factors.dtype)
-    n_chunks = bounds.shape[0] - 1
-    sse_parts = np.zeros(max(n_chunks, 1))
-    for ch in prange(n_chunks):
+    factors, bias, sse_parts = _outputs(indptr, other_factors, bounds)
+    for ch in prange(bounds.shape[0] - 1):
         sse_parts[ch] = _solve_range(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n, reg_bias,
                                      bounds[ch], bounds[ch + 1], dual_below, factors, bias)
     return factors, bias, sse_parts.sum()
@@ -109,15 +105,20 @@ def _solve_block_serial(indptr, indices, data, other_factors, other_bias, mu, re
                         reg_bias, bounds, dual_below):  # pragma: no cover - compiled
     """:func:`_solve_block_numba` in the calling thread alone: no threading layer is entered, so
     any number of threads may run it at once (numba's workqueue layer allows one parallel call at a time)."""
-    n_rows = indptr.shape[0] - 1
-    factors = np.zeros((n_rows, other_factors.shape[1]), dtype=other_factors.dtype)
-    bias = np.zeros(n_rows, dtype=other_factors.dtype)
-    n_chunks = bounds.shape[0] - 1
-    sse_parts = np.zeros(max(n_chunks, 1))
-    for ch in range(n_chunks):
+    factors, bias, sse_parts = _outputs(indptr, other_factors, bounds)
+    for ch in range(bounds.shape[0] - 1):
         sse_parts[ch] = _solve_range(indptr, indices, data, other_factors, other_bias, mu, reg, reg_n, reg_bias,
                                      bounds[ch], bounds[ch + 1], dual_below, factors, bias)
     return factors, bias, sse_parts.sum()
+
+
+@njit(cache=True, nogil=True)
+def _outputs(indptr, other_factors, bounds):  # pragma: no cover - compiled
+    """Zeroed (factors, bias) of the block's rows in the other side's dtype, and one sse per range."""
+    n_rows = indptr.shape[0] - 1
+    factors = np.zeros((n_rows, other_factors.shape[1]), dtype=other_factors.dtype)
+    bias = np.zeros(n_rows, dtype=other_factors.dtype)
+    return factors, bias, np.zeros(max(bounds.shape[0] - 1, 1))
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)

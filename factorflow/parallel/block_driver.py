@@ -89,8 +89,10 @@ def _solve_group(blocks: list[RowBlock], shared: tuple[tuple[np.ndarray, np.ndar
     mine = state.nthreads
     # its share of the host's cores, split between the tasks running on it now (concurrent fits)
     threads = max(1, cores() * mine // max(mine, _threads_on_my_host(host_threads)) // max(1, state.executing_count))
-    if threads == 1 or len(blocks) == 1:
-        return [_solve(block, shared, mu, model, 1 if len(blocks) > 1 else threads) for block in blocks]
+    if len(blocks) == 1:  # the whole share inside the one block
+        return [_solve(blocks[0], shared, mu, model, threads)]
+    if threads == 1:
+        return [_solve(block, shared, mu, model, 1) for block in blocks]
     with ThreadPoolExecutor(min(threads, len(blocks)), thread_name_prefix="factorflow-block") as pool:
         return list(pool.map(lambda block: _solve(block, shared, mu, model, 1), blocks))
 

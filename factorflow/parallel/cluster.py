@@ -25,6 +25,7 @@ from typing import Any
 from distributed import Client, LocalCluster, worker_client
 
 from factorflow.errors import ParameterError
+from factorflow.threads import cores
 
 ADDRESS_ENV = ("FACTORFLOW_DASK_ADDRESS", "DASK_SCHEDULER_ADDRESS")
 
@@ -59,8 +60,9 @@ def same_address(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+def default_threads() -> int:
+    """Threads of the default LocalCluster's one worker: this process's cores, at most 8."""
+    return min(cores(), 8)
 
 
 @contextmanager
@@ -108,7 +110,7 @@ def _local_cluster(n_workers: int | None) -> LocalCluster:
         raise ParameterError(f"--workers={n_workers}: must be at least 1")
     return LocalCluster(
         n_workers=n_workers or 1,
-        threads_per_worker=1 if n_workers else default_workers(),
+        threads_per_worker=1 if n_workers else default_threads(),
         processes=True,
         dashboard_address=":0",  # a free port: None still binds the scheduler's HTTP server to 8787
         host="127.0.0.1",

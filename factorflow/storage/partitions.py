@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import posixpath
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from factorflow.errors import NotFoundError, check_param
+from factorflow.errors import InputError, NotFoundError, check_param
 from factorflow.progress import Progress, report
 from factorflow.storage import layout
 from factorflow.storage.checksums import verify
@@ -235,3 +236,31 @@ def assemble(blocks: Sequence[RowBlock]) -> sp.csr_matrix:
     n_rows = blocks[-1].stop - blocks[0].start
     idx = np.int32 if indptr[-1] < np.iinfo(np.int32).max else np.int64
     return sp.csr_matrix((data, indices, indptr.astype(idx)), shape=(n_rows, n_cols))
+
+
+def stacked_user_blocks(split_path: str, n_users: int, n_items: int, nnz: int | None = None) -> sp.csr_matrix | None:
+    """The split's train CSR stacked from the user blocks of its smallest written partition set
+    (checksums verified), or None when there is none of that shape (``n_users × n_items``, ``nnz``
+    ratings when given) or it cannot be read (a damaged set is logged and passed over)."""
+    fs, p = open_store(split_path)
+    try:
+        found = sorted(fs.glob(layout.partitions_manifests_glob(p)),
+                       key=lambda f: int(posixpath.basename(posixpath.dirname(f))[1:]))
+    except (OSError, ValueError):
+        return None
+    for mpath in found:
+        folder = url_of(fs, posixpath.dirname(mpath))
+        try:
+            m = read_json(fs, mpath)
+            if (int(m["n_users"]), int(m["n_items"])) != (n_users, n_items) or \
+                    (nnz is not None and int(m["nnz"]) != int(nnz)):
+                continue
+            blocks = [load_block(folder, "user", b) for b in range(len(m["user"]))]
+        except (OSError, ValueError, KeyError, InputError) as exc:  # damaged: a block fails its checksum
+            log.warning("partitions %s unreadable (%s); reading train.parquet instead", folder, exc)
+            continue
+        if blocks and blocks[0].start == 0 and blocks[-1].stop == n_users:
+            csr = assemble(blocks)
+            if csr.shape == (n_users, n_items):
+                return csr
+    return None

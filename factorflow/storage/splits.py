@@ -15,7 +15,6 @@ whose ``make_split`` composes these reads and :func:`write_split`.
 
 from __future__ import annotations
 
-import logging
 import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
     from factorflow.storage.datasets import SnapshotRef
-
-log = logging.getLogger(__name__)
 
 #: The snapshot columns a split is made of (the ratings schema).
 RATING_COLUMNS = ("user_idx", "item_idx", "rating", "timestamp")
@@ -232,41 +229,15 @@ def train_csr(ref: SplitRef) -> sp.csr_matrix:
     (``build_partitions`` made them from it), and reading them takes about half the time of
     decoding ``train.parquet`` (18M ratings: 0.6–1.1 s against 1.1–2.2 s); a set that cannot be
     read (a block fails its checksum) is passed over."""
-    from_blocks = _csr_from_user_blocks(ref)
+    from factorflow.storage.partitions import stacked_user_blocks
+
+    n_users, n_items = int(ref.manifest["n_users"]), int(ref.manifest["n_items"])
+    from_blocks = stacked_user_blocks(ref.path, n_users, n_items, ref.manifest.get("n_train"))
     if from_blocks is not None:
         return from_blocks
     t = read_train(ref)
     u = t.column("user_idx").to_numpy().astype(np.int32, copy=False)
     i = t.column("item_idx").to_numpy().astype(np.int32, copy=False)
     r = t.column("rating").to_numpy().astype(np.float32, copy=False)
-    return csr_from_triples(u, i, r, int(ref.manifest["n_users"]), int(ref.manifest["n_items"]))
+    return csr_from_triples(u, i, r, n_users, n_items)
 
-
-def _csr_from_user_blocks(ref: SplitRef) -> sp.csr_matrix | None:
-    """The train CSR stacked from the user blocks of the split's smallest written partition set
-    (checksums verified), or None when there is none or it does not match the split."""
-    from factorflow.storage.partitions import assemble, load_block
-
-    fs, p = open_store(ref.path)
-    n_users, n_items = int(ref.manifest["n_users"]), int(ref.manifest["n_items"])
-    try:
-        found = sorted(fs.glob(layout.partitions_manifests_glob(p)),
-                       key=lambda f: int(posixpath.basename(posixpath.dirname(f))[1:]))
-    except (OSError, ValueError):
-        return None
-    for mpath in found:
-        folder = url_of(fs, posixpath.dirname(mpath))
-        try:
-            m = read_json(fs, mpath)
-            if (int(m["n_users"]), int(m["n_items"])) != (n_users, n_items) or \
-                    int(m["nnz"]) != int(ref.manifest.get("n_train", m["nnz"])):
-                continue
-            blocks = [load_block(folder, "user", b) for b in range(len(m["user"]))]
-        except (OSError, ValueError, KeyError, InputError) as exc:  # damaged: the blocks fail their checksums
-            log.warning("partitions %s unreadable (%s); reading train.parquet instead", folder, exc)
-            continue
-        if not blocks or blocks[0].start != 0 or blocks[-1].stop != n_users:
-            continue
-        csr = assemble(blocks)
-        return csr if csr.shape == (n_users, n_items) else None
-    return None
