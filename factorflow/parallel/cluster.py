@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from distributed import Client, LocalCluster, worker_client
@@ -99,6 +99,7 @@ def dask_client(address: str | None = None, n_workers: int | None = None) -> Ite
     try:
         yield client
     finally:
+        _quiet_shutdown(client)
         client.close()
         cluster.close()
 
@@ -134,7 +135,21 @@ def shared_cluster(address: str | None = None, n_workers: int | None = None) -> 
     try:
         yield cluster.scheduler_address
     finally:
+        with suppress(Exception), Client(cluster, timeout="10s") as client:
+            _quiet_shutdown(client)
         cluster.close()
+
+
+def _quiet_shutdown(client: Client) -> None:
+    """Before a LocalCluster started here closes: its workers log nothing more. A worker whose
+    heartbeat meets the scheduler already closing logs that benign race at ERROR with a traceback
+    (on a busy machine), which would land on the CLI's stderr after a run that succeeded."""
+    with suppress(Exception):
+        client.run(_silence_distributed_logs)
+
+
+def _silence_distributed_logs() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL + 1)
 
 
 def gpu_workers(client: Client) -> list[str]:
